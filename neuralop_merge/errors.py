@@ -1,0 +1,41 @@
+"""Exception types raised by neuralop-merge.
+
+Every error a user can cause derives from :class:`NeuralopMergeError`, so the
+command line can print it as one line and exit with status 2.
+"""
+
+
+class NeuralopMergeError(Exception):
+    """Base class of all user-facing errors of neuralop-merge."""
+
+
+class IncompatibleModelsError(NeuralopMergeError, ValueError):
+    """Models that cannot be combined: class, architecture, keys, shapes or dtypes differ."""
+
+
+class NonFiniteError(NeuralopMergeError, ValueError):
+    """A NaN or Inf in an input tensor or in a merge result."""
+
+
+class StrategyError(NeuralopMergeError, ValueError):
+    """An unknown strategy, a bad or unknown strategy parameter, or a plugin conflict."""
+
+
+class CheckpointError(NeuralopMergeError, OSError):
+    """A checkpoint that cannot be read or written."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint whose unpickling would execute code or build objects we do not allow."""
+
+
+class SimulationError(NeuralopMergeError, ValueError):
+    """A PDE family was given bad input or its simulation blew up (NaN, CFL violation)."""
+
+
+class TrainingError(NeuralopMergeError, ValueError):
+    """Fine-tuning was given inconsistent input (e.g. an expert from a foreign anchor)."""
+
+
+class EvaluationError(NeuralopMergeError, ValueError):
+    """A rollout or metric was given inconsistent input (shapes, history) or a precision its FFT sizes do not support."""

@@ -1,0 +1,163 @@
+"""The front door: ``merge(strategy, anchor=..., experts=[...], **params)``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from .checks import check_compatible, check_finite
+from .errors import StrategyError
+from .io import load_model
+from .provenance import file_sha256, jsonable, package_versions
+from .registry import get_strategy
+from .strategies.base import MergeInputs, Plan, Strategy
+from .weights import ModelWeights, build_model, fingerprint, weights_of
+
+ModelLike = Union[nn.Module, str, os.PathLike]
+
+
+def as_weights(model: ModelLike, label: str) -> ModelWeights:
+    """The weight-space view of a model, or of the checkpoint at a path."""
+    if isinstance(model, nn.Module):
+        return weights_of(model, label)
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        return weights_of(load_model(path), str(path), path)
+    raise StrategyError(f"{label} must be an nn.Module or a checkpoint path, got {type(model).__name__}")
+
+
+def prepare_inputs(anchor: ModelLike | None, experts: Sequence[ModelLike]) -> MergeInputs:
+    """Load, view and validate the inputs of a merge (compatibility, finiteness)."""
+    if isinstance(experts, (str, os.PathLike, nn.Module)):
+        raise StrategyError("experts must be a list of models or checkpoint paths")
+    views = tuple(as_weights(e, f"expert[{i}]") for i, e in enumerate(experts))
+    anchor_view = None if anchor is None else as_weights(anchor, "anchor")
+    every = ([anchor_view] if anchor_view is not None else []) + list(views)
+    if len(every) > 1:
+        check_compatible(every)
+    for view in every:
+        check_finite(view.tensors, view.label)
+    return MergeInputs(anchor_view, views)
+
+
+def merge(
+    strategy: str | Strategy,
+    *,
+    anchor: ModelLike | None = None,
+    experts: Sequence[ModelLike],
+    output: str = "dense",
+    **params: Any,
+) -> nn.Module:
+    """Merge ``experts`` (and the ``anchor`` they were fine-tuned from) into a new model.
+
+    Parameters
+    ----------
+    strategy : str or Strategy
+        a name from :func:`neuralop_merge.available_strategies` or a strategy instance
+    anchor : nn.Module or path, optional
+        the shared model the experts were fine-tuned from (required by anchor-based strategies)
+    experts : sequence of nn.Module or paths
+        the fine-tuned experts; ``[low, high]`` for the endpoint strategies
+    output : {"dense", "refactorize"}
+        for factorized (TFNO) weights: a dense-weight model of the same architecture
+        (exact), or re-factorized at the source rank with the error in the provenance
+    **params
+        the strategy's parameters; an unknown one is refused
+
+    Returns
+    -------
+    nn.Module
+        a new model of the same class and architecture, on the anchor's (else the
+        first expert's) device and dtype, with a ``provenance`` dict attribute;
+        the inputs are not modified
+    """
+    strategy = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
+    strategy.check_params(params)
+    strategy.check_inputs(anchor is not None, len(experts))
+    inputs = prepare_inputs(anchor, experts)
+    return realize(strategy, inputs, strategy.plan(inputs, **params), params, output=output)
+
+
+def realize(
+    strategy: Strategy, inputs: MergeInputs, plan: Plan, params: dict[str, Any], *, output: str = "dense"
+) -> nn.Module:
+    """Apply ``plan`` to every tensor of ``inputs`` and build the merged model."""
+    base = inputs.anchor or inputs.experts[0]
+    frozen = _frozen_keys(inputs)
+    merged = {}
+    for key, base_tensor in base.tensors.items():
+        if key in frozen:
+            merged[key] = inputs.anchor.tensors[key].clone()
+            continue
+        device = base_tensor.device
+        anchor_tensor = inputs.anchor.tensors[key] if inputs.anchor is not None else None
+        expert_tensors = [e.tensors[key].to(device) for e in inputs.experts]
+        merged[key] = strategy.combine_tensor(key, anchor_tensor, expert_tensors, plan)
+    check_finite(merged, f"the {strategy.name} merge result")
+    model, refit_errors = build_model(base, merged, output=output)
+    model.provenance = merge_provenance(strategy, inputs, plan, params, refit_errors)
+    return model
+
+
+def _frozen_keys(inputs: MergeInputs) -> set[str]:
+    """Tensors no expert was trained on, kept bit for bit from the anchor.
+
+    Experts fine-tuned on a subset of parameters record it as ``trainable`` in their
+    provenance; the merge then moves only those, instead of re-deriving the frozen
+    ones through a combination that equals them only up to rounding.
+    """
+    if inputs.anchor is None:
+        return set()
+    trainable: set[str] = set()
+    for expert in inputs.experts:
+        names = getattr(expert.model, "provenance", {}).get("trainable")
+        if names is None:
+            return set()
+        trainable.update(names)
+    return {
+        key
+        for key in inputs.anchor.tensors
+        if not any(name == key or name.startswith(f"{key}.") for name in trainable)
+    }
+
+
+def describe_input(view: ModelWeights, role: str) -> dict[str, Any]:
+    """What provenance records of one input: role, label, tensor sha256, file sha256."""
+    record: dict[str, Any] = {"role": role, "label": view.label, "fingerprint": fingerprint(view.model)}
+    if view.path is not None:
+        record["file"] = str(view.path)
+        state_file = _state_file(view.path)
+        record["file_sha256"] = file_sha256(state_file) if state_file.is_file() else None
+    return record
+
+
+def _state_file(path: Path) -> Path:
+    if path.is_dir():
+        candidates = sorted(path.glob("*_state_dict.pt"))
+        return candidates[0] if len(candidates) == 1 else path
+    return path
+
+
+def merge_provenance(
+    strategy: Strategy, inputs: MergeInputs, plan: Plan, params: dict[str, Any], refit_errors: dict[str, float]
+) -> dict[str, Any]:
+    """The provenance record of a merge result (JSON-serialisable)."""
+    described = [describe_input(inputs.anchor, "anchor")] if inputs.anchor is not None else []
+    described += [describe_input(e, f"expert[{i}]") for i, e in enumerate(inputs.experts)]
+    record = {
+        "kind": "merge",
+        "strategy": strategy.name,
+        "params": jsonable(params),
+        "coefficients": {"anchor": plan.anchor_coefficient, "experts": list(plan.expert_coefficients)},
+        **jsonable(plan.info),
+        "inputs": described,
+        "versions": package_versions(),
+    }
+    if refit_errors:
+        record["refactorization_error"] = refit_errors
+    return record

@@ -1,0 +1,44 @@
+"""CCM-Prefix: pick α from an observed rollout prefix, deploy one merged checkpoint."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import StrategyError
+from ..merging import realize
+from ..prefix import select_alpha
+from .base import MergeInputs, Plan, Strategy
+from .fixed_alpha import line_plan
+
+
+class CCMPrefix(Strategy):
+    """The α on the merge line whose rollout best matches the first observed frames.
+
+    ``frames`` is ``[B, k+1, C, ...]``; θ(α) is rolled out from frame 0 and scored by
+    relative L2 against frames 1..k. Only those frames are used, so the rest of the
+    trajectory stays unseen for scoring.
+    """
+
+    name = "ccm_prefix"
+    needs_anchor = True
+    n_experts = 2
+
+    def plan(
+        self,
+        inputs: MergeInputs,
+        *,
+        frames: torch.Tensor,
+        alpha_range: tuple[float, float] = (-3.0, 3.0),
+        method: str = "fast",
+        n_grid: int = 41,
+    ) -> Plan:
+        if not torch.is_tensor(frames) or frames.ndim < 4 or frames.shape[1] < 2:
+            shape = tuple(frames.shape) if torch.is_tensor(frames) else type(frames).__name__
+            raise StrategyError(f"parameter 'frames' must be a [B, k+1, C, ...] tensor with k >= 1, got {shape}")
+
+        def model_at(alpha: float) -> torch.nn.Module:
+            return realize(self, inputs, line_plan(alpha), {"alpha": alpha})
+
+        search = select_alpha(model_at, frames, alpha_range=tuple(alpha_range), method=method, n_grid=n_grid)
+        curve = {"alphas": search.alphas.tolist(), "errors": search.errors.tolist()}
+        return line_plan(search.alpha, {"prefix_frames": int(frames.shape[1]), "curve": curve})

@@ -1,0 +1,102 @@
+"""The CCM object: decomposition, coordinates, calibration and prefix selection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tensors
+
+import neuralop_merge as nm
+from neuralop_merge.rollout import rollout
+
+
+def test_delta_shared_and_direction_match_their_definitions(fno_trio):
+    anchor, low, high = fno_trio
+    ccm = nm.CCM(anchor, low, high, low_coord=1.0, high_coord=2.0)
+    t0, tl, th = tensors(anchor), tensors(low), tensors(high)
+    key = "fno_blocks.convs.0.weight"
+    dense = {k: v for k, v in t0.items()}
+    assert set(ccm.delta_shared) == {k.removesuffix(".tensor") for k in dense}
+    low_delta = tl[f"{key}.tensor"] - t0[f"{key}.tensor"]
+    high_delta = th[f"{key}.tensor"] - t0[f"{key}.tensor"]
+    torch.testing.assert_close(ccm.delta_shared[key], (low_delta + high_delta) / 2)
+    torch.testing.assert_close(ccm.delta_direction[key], (high_delta - low_delta) / 2)
+    # θL = θ₀ + Δ₊ − Δ₋ and θH = θ₀ + Δ₊ + Δ₋
+    bias = "projection.fcs.1.bias"
+    torch.testing.assert_close(t0[bias] + ccm.delta_shared[bias] - ccm.delta_direction[bias], tl[bias])
+    torch.testing.assert_close(t0[bias] + ccm.delta_shared[bias] + ccm.delta_direction[bias], th[bias])
+
+
+def test_at_minus_one_and_plus_one_are_the_endpoints(fno_trio):
+    anchor, low, high = fno_trio
+    ccm = nm.CCM(anchor, low, high, low_coord=1.0, high_coord=2.0)
+    for alpha, expert in [(-1.0, low), (1.0, high)]:
+        merged = tensors(ccm.at(alpha))
+        assert all(torch.equal(merged[k], v) for k, v in tensors(expert).items())
+
+
+@pytest.mark.parametrize(
+    "transform,low,high,mu,expected",
+    [("linear", 1.0, 3.0, 2.0, 0.0), ("linear", 1.0, 3.0, 5.0, 3.0), ("log", 1e-3, 1e-1, 1e-2, 0.0), ("log", 1e-3, 1e-1, 1.0, 2.0)],
+)
+def test_normalized_coordinate(fno_trio, transform, low, high, mu, expected):
+    ccm = nm.CCM(*fno_trio, low_coord=low, high_coord=high, transform=transform)
+    assert ccm.coordinate(mu) == pytest.approx(expected)
+    assert ccm.coordinate(low) == pytest.approx(-1.0) and ccm.coordinate(high) == pytest.approx(1.0)
+
+
+def test_callable_transform(fno_trio):
+    ccm = nm.CCM(*fno_trio, low_coord=1.0, high_coord=2.0, transform=lambda mu: mu**2)
+    assert ccm.coordinate(2.0) == pytest.approx(1.0)
+    assert ccm.coordinate(0.0) == pytest.approx((0 - 1 - 4) / 3)
+
+
+def test_calibration_is_kept_and_used_by_from_coord(fno_trio):
+    ccm = nm.CCM(*fno_trio, low_coord=1.0, high_coord=3.0)
+    mapping = ccm.calibrate([(1.0, -0.5), (3.0, 1.5), (5.0, 3.5)])  # alpha = c + 0.5
+    assert mapping.slope == pytest.approx(1.0) and mapping.intercept == pytest.approx(0.5)
+    model = ccm.from_coord(4.0)
+    assert model.provenance["alpha"] == pytest.approx(2.5) and model.provenance["calibrated"] is True
+    assert all(torch.equal(tensors(model)[k], v) for k, v in tensors(ccm.at(2.5)).items())
+
+
+def test_calibration_needs_two_distinct_coordinates(fno_trio):
+    ccm = nm.CCM(*fno_trio, low_coord=1.0, high_coord=3.0)
+    with pytest.raises(nm.StrategyError, match="two distinct"):
+        ccm.calibrate([(2.0, 0.1), (2.0, 0.3)])
+
+
+@pytest.mark.parametrize("method", ["grid", "fast"])
+def test_from_prefix_recovers_the_alpha_that_generated_the_trajectory(fno_trio, method):
+    ccm = nm.CCM(*fno_trio, low_coord=1.0, high_coord=2.0)
+    truth_alpha = 1.5  # on the 41-point grid over [-3, 3]
+    torch.manual_seed(0)
+    frames = rollout(ccm.at(truth_alpha), torch.randn(3, 1, 16, 16), 3)
+    result = ccm.from_prefix(frames, method=method)
+    assert result.alpha == pytest.approx(truth_alpha, abs=0.15)  # one spacing of the 41-point grid
+    assert result.model.provenance["alpha"] == result.alpha
+
+
+def test_grid_prefix_search_finds_the_exact_grid_point(fno_trio):
+    ccm = nm.CCM(*fno_trio, low_coord=1.0, high_coord=2.0)
+    torch.manual_seed(0)
+    frames = rollout(ccm.at(0.75), torch.randn(2, 1, 16, 16), 2)
+    search = ccm.from_prefix(frames, method="grid", n_grid=9).search
+    assert search.alpha == 0.75 and search.errors.min().item() < 1e-5
+    assert search.alphas.tolist() == [-3.0, -2.25, -1.5, -0.75, 0.0, 0.75, 1.5, 2.25, 3.0]
+
+
+def test_ccm_prefix_strategy_matches_the_ccm_object(fno_trio):
+    anchor, low, high = fno_trio
+    ccm = nm.CCM(anchor, low, high, low_coord=1.0, high_coord=2.0)
+    torch.manual_seed(1)
+    frames = rollout(ccm.at(-0.5), torch.randn(2, 1, 16, 16), 2)
+    merged = nm.merge("ccm_prefix", anchor=anchor, experts=[low, high], frames=frames, method="grid", n_grid=13)
+    assert merged.provenance["alpha"] == pytest.approx(-0.5, abs=1e-9)
+    assert len(merged.provenance["curve"]["alphas"]) == 13
+
+
+def test_ccm_prefix_refuses_a_malformed_prefix(fno_trio):
+    anchor, low, high = fno_trio
+    with pytest.raises(nm.StrategyError, match="frames"):
+        nm.merge("ccm_prefix", anchor=anchor, experts=[low, high], frames=torch.zeros(2, 1, 16, 16))
