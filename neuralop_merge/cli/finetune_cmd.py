@@ -1,0 +1,167 @@
+"""``neuralop-merge finetune``: fine-tune endpoint experts from an anchor checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, StackDataset
+
+from .. import families
+from ..errors import TrainingError
+from ..io import checkpoint_files, load_model, safe_load, save_model
+from ..training import finetune_endpoints
+from ..training.seeding import derive_seed
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune endpoint experts from an anchor checkpoint",
+        description=(
+            "Fine-tune one expert per regime from an anchor, on data simulated from a family "
+            "(--family) or read from torch files (--data), and save each expert with its provenance."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--family", help="simulate each regime's data with this family (see `neuralop-merge list`)")
+    source.add_argument(
+        "--data", action="append", metavar="REGIME=FILE",
+        help="torch file {'x': [N,C,H,W], 'y': [N,C,H,W]} of one-step pairs of a regime (repeat per regime)",
+    )
+    parser.add_argument("--anchor", required=True, type=Path, help="the anchor checkpoint (folder or file)")
+    parser.add_argument(
+        "--regime", action="append", required=True, metavar="NAME=VALUE",
+        help="a regime name and its physical parameter value (repeat, e.g. --regime low=0.01 --regime high=0.1)",
+    )
+    parser.add_argument("-o", "--out", required=True, type=Path, help="output folder; expert NAME is saved as NAME")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing experts of the same names")
+    parser.add_argument("--parameter", help="name of the physical parameter (default: the family's, or 'mu')")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per expert (default 10)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
+    parser.add_argument("--scheduler", choices=("cosine", "constant"), default="cosine", help="learning-rate schedule")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data, shuffling and initialisation (default 0)")
+    parser.add_argument(
+        "--trainable", action="append", metavar="PATTERN",
+        help="fine-tune only parameters matching this fnmatch pattern (repeat; default: all)",
+    )
+    parser.add_argument("--n-train", type=int, default=32, help="--family: training trajectories per regime")
+    parser.add_argument("--n-val", type=int, default=4, help="--family: held-out trajectories per regime (0: none)")
+    parser.add_argument("--resolution", type=int, default=64, help="--family: grid size")
+    parser.add_argument("--n-frames", type=int, help="--family: frames per trajectory (default: the family's)")
+    parser.add_argument("--checkpoint-dir", type=Path, help="checkpoint every epoch into this folder")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --checkpoint-dir")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def parse_assignments(items: list[str], option: str) -> dict[str, str]:
+    """``["NAME=VALUE", ...]`` as a dict, refusing malformed or repeated names."""
+    assignments: dict[str, str] = {}
+    for item in items:
+        name, separator, value = item.partition("=")
+        if not (separator and name and value):
+            raise TrainingError(f"{option} {item!r} is not NAME=VALUE")
+        if name in assignments:
+            raise TrainingError(f"{option} gives {name!r} twice")
+        assignments[name] = value
+    return assignments
+
+
+def parameter_values(args: argparse.Namespace) -> dict[str, float]:
+    """Regime name -> physical parameter value, from ``--regime``."""
+    values = {}
+    for name, text in parse_assignments(args.regime, "--regime").items():
+        try:
+            values[name] = float(text)
+        except ValueError:
+            raise TrainingError(f"--regime {name}={text}: the value must be a number") from None
+    return values
+
+
+def refuse_existing_experts(out: Path, names: list[str], overwrite: bool) -> None:
+    """Fail before any training, rather than after it, when an expert would be overwritten."""
+    if overwrite:
+        return
+    for name in names:
+        existing = [path for path in checkpoint_files(out, name).values() if path.exists()]
+        if existing:
+            raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace expert {name!r}")
+
+
+def pairs_loader(path: Path, batch_size: int, seed: int) -> DataLoader:
+    """A shuffled loader of the ``{'x', 'y'}`` pairs stored in a torch file."""
+    pairs = safe_load(path)
+    if not (isinstance(pairs, dict) and all(torch.is_tensor(pairs.get(key)) for key in ("x", "y"))):
+        raise TrainingError(f"{path} must hold a dict with tensors 'x' and 'y'")
+    if pairs["x"].ndim != 4 or pairs["x"].shape != pairs["y"].shape:
+        shapes = f"{tuple(pairs['x'].shape)} and {tuple(pairs['y'].shape)}"
+        raise TrainingError(f"{path}: 'x' and 'y' must both be [N, C, H, W], got {shapes}")
+    generator = torch.Generator().manual_seed(seed)
+    dataset = StackDataset(x=pairs["x"], y=pairs["y"])
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
+
+
+def data_file_regimes(args: argparse.Namespace, values: dict[str, float]) -> dict[str, tuple[float, DataLoader]]:
+    """Regimes read from ``--data REGIME=FILE``; every ``--regime`` needs exactly one file."""
+    files = parse_assignments(args.data, "--data")
+    if set(files) != set(values):
+        raise TrainingError(f"--data names {sorted(files)} must match --regime names {sorted(values)}")
+    return {
+        name: (value, pairs_loader(Path(files[name]), args.batch_size, args.seed)) for name, value in values.items()
+    }
+
+
+def family_regimes(
+    args: argparse.Namespace, values: dict[str, float]
+) -> tuple[dict[str, tuple[float, DataLoader]], dict[str, torch.Tensor]]:
+    """Regimes simulated with ``--family``: training loaders and held-out trajectories."""
+    family = families.get(args.family)
+    regimes, validation = {}, {}
+    for name, value in values.items():
+        train = family.dataset([value], args.n_train, args.resolution, args.n_frames, seed=derive_seed(args.seed, name))
+        regimes[name] = (value, train.loader(args.batch_size, shuffle=True, seed=args.seed))
+        if args.n_val > 0:
+            held_out_seed = derive_seed(args.seed, name, "validation")
+            validation[name] = family.dataset(
+                [value], args.n_val, args.resolution, args.n_frames, seed=held_out_seed
+            ).trajectories
+    return regimes, validation
+
+
+def run(args: argparse.Namespace) -> int:
+    values = parameter_values(args)
+    refuse_existing_experts(args.out, list(values), args.overwrite)
+    if args.resume and args.checkpoint_dir is None:
+        raise TrainingError("--resume needs --checkpoint-dir")
+    if args.family is not None:
+        regimes, validation = family_regimes(args, values)
+        parameter = args.parameter or families.get(args.family).parameter.name
+    else:
+        regimes, validation = data_file_regimes(args, values), {}
+        parameter = args.parameter or "mu"
+    experts = finetune_endpoints(
+        load_model(args.anchor),
+        regimes,
+        n_epochs=args.epochs,
+        parameter=parameter,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        trainable=args.trainable,
+        val_trajectories=validation,
+        checkpoint_dir=args.checkpoint_dir,
+        resume_from=args.checkpoint_dir if args.resume else None,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    for name, expert in experts.items():
+        path = save_model(expert, args.out, name=name, overwrite=args.overwrite)
+        losses = expert.provenance["losses"]
+        print(f"{name}: {parameter}={values[name]:g}, train loss {losses['train']:.4g} -> {path}")
+    return 0
