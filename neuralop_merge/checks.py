@@ -86,6 +86,11 @@ def _check_tensors(
 def check_finite(tensors: Mapping[str, torch.Tensor], label: str) -> None:
     """Refuse NaN or Inf anywhere in ``tensors``, naming the first offending tensor."""
     for key, tensor in tensors.items():
-        if not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
+        # A NaN or Inf anywhere makes the sum non-finite, and one reduction is much
+        # cheaper than an element-wise mask; only a suspect sum (which may merely have
+        # overflowed) gets the exact element-wise check.
+        if bool(torch.isfinite(tensor.sum())):
+            continue
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
             raise NonFiniteError(f"tensor {key!r} of {label} has {bad} NaN/Inf value(s)")

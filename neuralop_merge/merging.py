@@ -16,7 +16,7 @@ from .io import load_model
 from .provenance import file_sha256, jsonable, package_versions
 from .registry import get_strategy
 from .strategies.base import MergeInputs, Plan, Strategy
-from .weights import ModelWeights, build_model, fingerprint, weights_of
+from .weights import ModelWeights, build_model, fingerprint, state_for, weights_of
 
 ModelLike = Union[nn.Module, str, os.PathLike]
 
@@ -88,20 +88,49 @@ def realize(
 ) -> nn.Module:
     """Apply ``plan`` to every tensor of ``inputs`` and build the merged model."""
     base = inputs.anchor or inputs.experts[0]
+    model, refit_errors = build_model(base, merged_tensors(strategy, inputs, plan), output=output)
+    model.provenance = merge_provenance(strategy, inputs, plan, params, refit_errors)
+    return model
+
+
+def merged_tensors(strategy: Strategy, inputs: MergeInputs, plan: Plan) -> dict[str, torch.Tensor]:
+    """The merged weight-space view: ``plan`` applied tensor by tensor, checked finite."""
+    base = inputs.anchor or inputs.experts[0]
     frozen = _frozen_keys(inputs)
     merged = {}
     for key, base_tensor in base.tensors.items():
         if key in frozen:
             merged[key] = inputs.anchor.tensors[key].clone()
             continue
-        device = base_tensor.device
         anchor_tensor = inputs.anchor.tensors[key] if inputs.anchor is not None else None
-        expert_tensors = [e.tensors[key].to(device) for e in inputs.experts]
+        expert_tensors = [e.tensors[key].to(base_tensor.device) for e in inputs.experts]
         merged[key] = strategy.combine_tensor(key, anchor_tensor, expert_tensors, plan)
     check_finite(merged, f"the {strategy.name} merge result")
-    model, refit_errors = build_model(base, merged, output=output)
-    model.provenance = merge_provenance(strategy, inputs, plan, params, refit_errors)
-    return model
+    return merged
+
+
+class ReusedModel:
+    """Evaluate many merges of the same inputs in one model object, for searches.
+
+    The first call builds the model; later calls write the new merged tensors into
+    it in place, which skips copying the module and recording provenance. The model
+    returned by one call is therefore changed by the next: use it transiently (as
+    the CCM-Prefix search does) and :func:`realize` the chosen plan.
+    """
+
+    def __init__(self, strategy: Strategy, inputs: MergeInputs) -> None:
+        self.strategy = strategy
+        self.inputs = inputs
+        self._model: nn.Module | None = None
+
+    def __call__(self, plan: Plan) -> nn.Module:
+        if self._model is None:
+            self._model = realize(self.strategy, self.inputs, plan, {})
+            return self._model
+        base = self.inputs.anchor or self.inputs.experts[0]
+        state, _ = state_for(self._model, base, merged_tensors(self.strategy, self.inputs, plan))
+        self._model.load_state_dict(state, strict=True)
+        return self._model
 
 
 def _frozen_keys(inputs: MergeInputs) -> set[str]:

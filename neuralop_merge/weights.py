@@ -98,7 +98,9 @@ def fingerprint(source: nn.Module | Mapping[str, object]) -> str:
     if not isinstance(source, nn.Module):
         return _digest(source)
     state = source.state_dict()
-    version = tuple((id(v), v._version) for v in state.values() if torch.is_tensor(v))
+    # state_dict() hands out fresh detached views, so identify storage by address; a
+    # view shares its version counter with the parameter, so in-place edits show.
+    version = tuple((v.data_ptr(), v._version) for v in state.values() if torch.is_tensor(v))
     cached = _FINGERPRINTS.get(source)
     if cached is not None and cached[0] == version:
         return cached[1]
@@ -218,19 +220,24 @@ def build_model(
         model_class, args, kwargs = _dense_architecture(base.model, base.label)
         with torch.device("meta"):
             skeleton = model_class(*args, **kwargs)
-        state, errors = _state_for(skeleton, base, merged)
+        state, errors = state_for(skeleton, base, merged)
         model = instantiate(model_class, args, kwargs, state)
     else:
-        state, errors = _state_for(base.model, base, merged)
+        state, errors = state_for(base.model, base, merged)
         model = load_into_copy(base.model, state)
     model.train(base.model.training)
     return model, errors
 
 
-def _state_for(
+def state_for(
     model: nn.Module, base: ModelWeights, merged: Mapping[str, torch.Tensor]
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """The state dict that loads ``merged`` (plus carried buffers) into ``model``."""
+    """The state dict that loads ``merged`` (plus carried buffers) into ``model``.
+
+    ``model`` has ``base``'s architecture; factorized weights it holds in a dense
+    format take the merged tensor, the others are re-factorized at ``base``'s rank.
+    Returns the state and the relative re-factorization error per weight.
+    """
     state: dict[str, torch.Tensor] = dict(base.carried)
     errors: dict[str, float] = {}
     target_factorized = factorized.factorized_modules(model)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..errors import NeuralopMergeError
 
 # Module names (in this package) of the sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("list_cmd", "merge_cmd", "inspect_cmd", "finetune_cmd")
+COMMAND_MODULES = ("list_cmd", "merge_cmd", "inspect_cmd", "finetune_cmd", "demo_cmd")
 
 USER_ERRORS = (NeuralopMergeError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
 

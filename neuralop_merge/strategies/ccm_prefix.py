@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import StrategyError
-from ..merging import realize
+from ..merging import ReusedModel
 from ..prefix import select_alpha
 from .base import MergeInputs, Plan, Strategy
 from .fixed_alpha import line_plan
@@ -35,10 +35,9 @@ class CCMPrefix(Strategy):
         if not torch.is_tensor(frames) or frames.ndim < 4 or frames.shape[1] < 2:
             shape = tuple(frames.shape) if torch.is_tensor(frames) else type(frames).__name__
             raise StrategyError(f"parameter 'frames' must be a [B, k+1, C, ...] tensor with k >= 1, got {shape}")
-
-        def model_at(alpha: float) -> torch.nn.Module:
-            return realize(self, inputs, line_plan(alpha), {"alpha": alpha})
-
-        search = select_alpha(model_at, frames, alpha_range=tuple(alpha_range), method=method, n_grid=n_grid)
+        reused = ReusedModel(self, inputs)
+        search = select_alpha(
+            lambda alpha: reused(line_plan(alpha)), frames, alpha_range=tuple(alpha_range), method=method, n_grid=n_grid
+        )
         curve = {"alphas": search.alphas.tolist(), "errors": search.errors.tolist()}
         return line_plan(search.alpha, {"prefix_frames": int(frames.shape[1]), "curve": curve})

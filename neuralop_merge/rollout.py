@@ -1,0 +1,268 @@
+"""Autoregressive rollout of a one-step neural operator.
+
+A one-step model maps the most recent frame(s) of a trajectory to the next
+frame. :func:`rollout` feeds each prediction back as input and returns the
+whole trajectory, with the bookkeeping done once per call rather than once per
+step: the output is preallocated, data moves to the model's device once, and
+gradients are never tracked.
+
+Frame layout
+------------
+Frames are ``[C, *spatial]`` tensors and trajectories ``[B, T, C, *spatial]``.
+With ``history=h`` the model sees the ``h`` most recent frames concatenated on
+the channel axis, oldest first, i.e. a ``[B, h*C, *spatial]`` input, and must
+return the next frame ``[B, C, *spatial]``. The returned trajectory starts with
+the ``h`` given frames followed by the ``n_steps`` predicted ones, so frame
+``h - 1 + s`` is the prediction after ``s`` steps for every ``h``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .errors import EvaluationError
+
+AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+Step = Callable[[Tensor], Tensor]
+
+
+def rollout(
+    model: nn.Module,
+    x0: Tensor,
+    n_steps: int,
+    *,
+    device: torch.device | str | None = None,
+    amp: str | None = None,
+    compile: bool | str = False,
+    max_batch: int | None = None,
+    history: int = 1,
+) -> Tensor:
+    """Roll a one-step model out autoregressively for ``n_steps`` steps.
+
+    Parameters
+    ----------
+    model : nn.Module
+        One-step model (any neuraloperator model or plain module) whose output
+        has the shape of one frame. It runs in eval mode during the rollout
+        and gets its previous mode back afterwards.
+    x0 : Tensor
+        Initial frame ``[B, C, *spatial]`` when ``history == 1``, else the
+        ``history`` most recent frames ``[B, history, C, *spatial]``, oldest
+        first.
+    n_steps : int
+        Number of predicted frames, >= 0.
+    device : torch.device or str, optional
+        Device to compute on. The model is moved there in place (as
+        neuraloperator's ``Trainer`` does). By default the model's own device
+        (``x0``'s device for a module without parameters or buffers).
+    amp : {None, "bf16", "fp16"}, optional
+        Run the model under ``torch.autocast`` with this dtype. The trajectory
+        keeps ``x0``'s dtype. Refused with :class:`EvaluationError` where the
+        FFT cannot run in that precision, see :func:`check_amp_supported`.
+    compile : bool or str, default False
+        Wrap the model in ``torch.compile``; a string is used as the compile
+        ``mode`` (``"reduce-overhead"`` enables CUDA graphs on CUDA).
+    max_batch : int, optional
+        Roll out at most this many samples at a time, which bounds the memory
+        of intermediate activations on the compute device.
+    history : int, default 1
+        Number of past frames the model sees, concatenated on channels.
+
+    Returns
+    -------
+    Tensor
+        Trajectory ``[B, history + n_steps, C, *spatial]`` on ``x0``'s device
+        and with ``x0``'s dtype; its first ``history`` frames are the given
+        ones. With ``history == 1`` this is ``[B, n_steps + 1, C, *spatial]``
+        and frame 0 is ``x0``.
+    """
+    frames = _as_frames(x0, history)
+    _check_counts(n_steps, max_batch)
+    compute_device = resolve_device(model, x0, device)
+    model.to(compute_device)
+    if amp is not None:
+        check_amp_supported(amp, compute_device, frames.shape[3:])
+    trajectory = torch.empty(
+        (frames.shape[0], history + n_steps, *frames.shape[2:]),
+        dtype=x0.dtype,
+        device=x0.device,
+    )
+    step = _make_step(model, amp, compile, compute_device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            frames_on_device = to_device(frames, compute_device)
+            for rows in _batch_slices(frames.shape[0], max_batch):
+                _rollout_rows(step, frames_on_device[rows], trajectory[rows], history)
+    finally:
+        model.train(was_training)
+    return trajectory
+
+
+def resolve_device(
+    model: nn.Module, x0: Tensor, device: torch.device | str | None
+) -> torch.device:
+    """Device a rollout computes on.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to roll out.
+    x0 : Tensor
+        The initial frames.
+    device : torch.device or str or None
+        Explicit choice; ``None`` means the model's device.
+
+    Returns
+    -------
+    torch.device
+        ``device`` if given, else the device of the model's first parameter
+        or buffer, else ``x0``'s device.
+    """
+    if device is not None:
+        return torch.device(device)
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return x0.device
+
+
+def check_amp_supported(amp: str, device: torch.device, spatial_shape: torch.Size) -> None:
+    """Refuse a mixed precision the FFTs cannot run in.
+
+    On CPU, autocast runs every ``torch.fft`` op in float32 whatever its input
+    dtype, so bf16 and fp16 work at any size. On CUDA, FFT-based layers then
+    see half-precision inputs, and cuFFT computes those only for power-of-two
+    sizes.
+
+    Parameters
+    ----------
+    amp : str
+        Requested precision, a key of :data:`AMP_DTYPES`.
+    device : torch.device
+        Compute device.
+    spatial_shape : torch.Size
+        Spatial size of one frame.
+
+    Raises
+    ------
+    EvaluationError
+        For an unknown ``amp`` or, on CUDA, a spatial size that is not a power
+        of two.
+    """
+    if amp not in AMP_DTYPES:
+        raise EvaluationError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
+    if device.type != "cuda":
+        return
+    if not all(_is_power_of_two(size) for size in spatial_shape):
+        size = "x".join(str(s) for s in spatial_shape)
+        raise EvaluationError(
+            f"amp={amp!r} on CUDA needs power-of-two spatial sizes "
+            f"(cuFFT half precision), got {size}; use amp=None"
+        )
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """Copy ``tensor`` to ``device``, asynchronously from pinned memory on CUDA.
+
+    Parameters
+    ----------
+    tensor : Tensor
+        Tensor to move.
+    device : torch.device
+        Destination.
+
+    Returns
+    -------
+    Tensor
+        ``tensor`` itself if it already lives on ``device``.
+    """
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        # A pinned source lets the host-to-device copy overlap with the host.
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def _as_frames(x0: Tensor, history: int) -> Tensor:
+    """View ``x0`` as ``[B, history, C, *spatial]`` after checking its shape."""
+    if not isinstance(history, int) or history < 1:
+        raise EvaluationError(f"history must be an integer >= 1, got {history!r}")
+    if history == 1:
+        if x0.dim() < 3:
+            raise EvaluationError(
+                f"x0 must be [B, C, *spatial] with at least one spatial axis, got shape {tuple(x0.shape)}"
+            )
+        return x0.unsqueeze(1)
+    if x0.dim() < 4 or x0.shape[1] != history:
+        raise EvaluationError(
+            f"with history={history}, x0 must be [B, {history}, C, *spatial], got shape {tuple(x0.shape)}"
+        )
+    return x0
+
+
+def _check_counts(n_steps: int, max_batch: int | None) -> None:
+    if not isinstance(n_steps, int) or n_steps < 0:
+        raise EvaluationError(f"n_steps must be an integer >= 0, got {n_steps!r}")
+    if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
+        raise EvaluationError(f"max_batch must be an integer >= 1 or None, got {max_batch!r}")
+
+
+def _make_step(
+    model: nn.Module, amp: str | None, compile: bool | str, device: torch.device
+) -> Step:
+    """The one-step function: the (compiled) model under the requested autocast."""
+    forward: Step = model
+    if compile:
+        mode = compile if isinstance(compile, str) else None
+        forward = torch.compile(model, mode=mode)
+    if amp is None:
+        return forward
+    dtype = AMP_DTYPES[amp]
+
+    def autocast_forward(inputs: Tensor) -> Tensor:
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            return forward(inputs)
+
+    return autocast_forward
+
+
+def _batch_slices(batch_size: int, max_batch: int | None) -> Iterator[slice]:
+    chunk = max_batch or max(batch_size, 1)
+    for start in range(0, batch_size, chunk):
+        yield slice(start, start + chunk)
+
+
+def _rollout_rows(step: Step, frames: Tensor, trajectory: Tensor, history: int) -> None:
+    """Fill ``trajectory`` (the output rows of one chunk) from ``frames``.
+
+    The rollout writes straight into ``trajectory`` when it lives on the
+    compute device; otherwise into a buffer there, copied back once at the end.
+    """
+    buffer = trajectory
+    if trajectory.device != frames.device:
+        buffer = torch.empty(trajectory.shape, dtype=trajectory.dtype, device=frames.device)
+    buffer[:, :history] = frames
+    n_frames = buffer.shape[1]
+    for t in range(n_frames - history):
+        # Merging the (history, channel) axes of a time slice is a view: no copy.
+        inputs = buffer[:, t : t + history].flatten(1, 2)
+        prediction = step(inputs)
+        target = buffer[:, t + history]
+        if prediction.shape != target.shape:
+            raise EvaluationError(
+                f"the model maps input {tuple(inputs.shape)} to {tuple(prediction.shape)}, "
+                f"but a rollout needs one frame {tuple(target.shape)}"
+            )
+        target.copy_(prediction)
+    if buffer is not trajectory:
+        trajectory.copy_(buffer)
+
+
+def _is_power_of_two(size: int) -> bool:
+    return size > 0 and size & (size - 1) == 0

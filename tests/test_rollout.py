@@ -1,0 +1,114 @@
+"""Tests of neuralop_merge.rollout."""
+
+import pytest
+import torch
+from neuralop.models import FNO
+from torch import nn
+
+from neuralop_merge.errors import EvaluationError
+from neuralop_merge.rollout import check_amp_supported, rollout
+
+
+def small_fno(in_channels: int = 2, out_channels: int = 2) -> FNO:
+    torch.manual_seed(0)
+    return FNO(
+        n_modes=(6, 6),
+        hidden_channels=8,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        n_layers=2,
+    )
+
+
+def naive_rollout(model: nn.Module, frames: list[torch.Tensor], n_steps: int) -> torch.Tensor:
+    """The reference: a Python loop over the model, stacking every frame."""
+    history = len(frames)
+    model.eval()
+    with torch.no_grad():
+        for _ in range(n_steps):
+            frames.append(model(torch.cat(frames[-history:], dim=1)))
+    return torch.stack(frames, dim=1)
+
+
+def test_rollout_equals_naive_loop_exactly():
+    model = small_fno()
+    x0 = torch.randn(3, 2, 16, 16)
+    trajectory = rollout(model, x0, 4)
+    assert trajectory.shape == (3, 5, 2, 16, 16)
+    assert torch.equal(trajectory[:, 0], x0)
+    assert torch.equal(trajectory, naive_rollout(model, [x0], 4))
+
+
+def test_max_batch_chunks_match_separate_rollouts():
+    model = small_fno()
+    x0 = torch.randn(5, 2, 16, 16)
+    chunked = rollout(model, x0, 3, max_batch=2)
+    per_chunk = torch.cat([naive_rollout(model, [x0[i : i + 2]], 3) for i in range(0, 5, 2)])
+    assert torch.equal(chunked, per_chunk)
+    # Across batch sizes, CPU kernels may sum in another order: equal to rounding.
+    torch.testing.assert_close(chunked, rollout(model, x0, 3), rtol=1e-5, atol=1e-6)
+
+
+def test_history_concatenates_frames_oldest_first():
+    model = small_fno(in_channels=3 * 2)
+    x0 = torch.randn(2, 3, 2, 16, 16)
+    trajectory = rollout(model, x0, 4, history=3)
+    assert trajectory.shape == (2, 7, 2, 16, 16)
+    assert torch.equal(trajectory[:, :3], x0)
+    assert torch.equal(trajectory, naive_rollout(model, list(x0.unbind(1)), 4))
+
+
+def test_zero_steps_returns_the_initial_frames():
+    x0 = torch.randn(2, 2, 8, 8)
+    assert torch.equal(rollout(small_fno(), x0, 0), x0.unsqueeze(1))
+
+
+def test_plain_module_restores_training_mode_and_keeps_dtype():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Dropout(0.5))
+    model.train()
+    x0 = torch.randn(2, 1, 8, 8)
+    trajectory = rollout(model, x0, 3, device="cpu")
+    assert model.training
+    # Dropout is off during the rollout, so it is deterministic.
+    assert torch.equal(trajectory, rollout(model, x0, 3))
+    assert trajectory.dtype == x0.dtype and trajectory.device == x0.device
+
+
+def test_cpu_autocast_runs_at_any_size():
+    model = small_fno()
+    x0 = torch.randn(2, 2, 12, 12)
+    exact = rollout(model, x0, 2)
+    for amp in ("bf16", "fp16"):
+        mixed = rollout(model, x0, 2, amp=amp)
+        assert mixed.dtype == torch.float32
+        torch.testing.assert_close(mixed, exact, rtol=0.05, atol=0.05)
+
+
+def test_half_precision_refused_on_cuda_for_non_power_of_two_size():
+    with pytest.raises(EvaluationError, match="30x32") as caught:
+        check_amp_supported("fp16", torch.device("cuda"), torch.Size([30, 32]))
+    assert "\n" not in str(caught.value)
+    check_amp_supported("bf16", torch.device("cuda"), torch.Size([32, 64]))
+    check_amp_supported("fp16", torch.device("cpu"), torch.Size([30, 30]))
+
+
+def test_bad_arguments_are_refused():
+    model = small_fno()
+    x0 = torch.randn(2, 2, 8, 8)
+    with pytest.raises(EvaluationError, match="amp"):
+        rollout(model, x0, 1, amp="fp8")
+    with pytest.raises(EvaluationError, match="history=3"):
+        rollout(model, x0, 1, history=3)
+    with pytest.raises(EvaluationError, match="max_batch"):
+        rollout(model, x0, 1, max_batch=0)
+    with pytest.raises(EvaluationError, match="one frame"):
+        rollout(small_fno(out_channels=1), x0, 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rollout_returns_on_the_input_device():
+    model = small_fno().cuda()
+    x0 = torch.randn(3, 2, 16, 16)
+    trajectory = rollout(model, x0, 3, max_batch=2)
+    assert trajectory.device == x0.device
+    torch.testing.assert_close(trajectory, naive_rollout(model.cpu(), [x0], 3), rtol=1e-4, atol=1e-4)
