@@ -22,12 +22,14 @@ from .merging import merge
 from .registry import available_strategies, get_strategy
 from .rollout import rollout
 from .strategies.base import MergeInputs, Plan, Strategy
+from .surface import CCMSurface, SurfacePrefixResult
 from .weights import fingerprint
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CCM",
+    "CCMSurface",
     "CheckpointError",
     "IncompatibleModelsError",
     "MergeInputs",
@@ -38,6 +40,7 @@ __all__ = [
     "SimulationError",
     "Strategy",
     "StrategyError",
+    "SurfacePrefixResult",
     "TrainingError",
     "UnsafeCheckpointError",
     "available_strategies",

@@ -4,7 +4,9 @@
 ΔL = θL − θ₀, ΔH = θH − θ₀, the shared adaptation Δ₊ = (ΔL + ΔH)/2 and the signed
 physical direction Δ₋ = (ΔH − ΔL)/2. The merge line is θ(α) = θ₀ + Δ₊ + α·Δ₋; CCM
 reads α from metadata (:meth:`CCM.from_coord`, optionally through a calibrated map)
-or from an observed rollout prefix (:meth:`CCM.from_prefix`).
+or from an observed rollout prefix (:meth:`CCM.from_prefix`). More than two experts,
+or experts on several physical axes, give the fitted merge surface of
+:mod:`neuralop_merge.surface` (:meth:`CCM.from_experts` picks).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .coordinates import AffineMap, Transform, check_endpoints, normalized_coordinate
+from .coordinates import AffineMap, Transform, check_endpoints, normalized_coordinate, transformed
 from .errors import StrategyError
-from .merging import ModelLike, prepare_inputs, realize
+from .merging import ModelLike, ReusedModel, prepare_inputs, realize
 from .prefix import PrefixSearch, select_alpha
 from .strategies.base import Plan
 from .strategies.fixed_alpha import FixedAlpha, line_plan
+from .surface import CCMSurface, PhysicalCoordinate, expert_coordinate
 
 
 @dataclass(frozen=True)
@@ -78,39 +81,57 @@ class CCM:
         cls,
         anchor: ModelLike,
         experts: Mapping[str, ModelLike],
-        coords: Mapping[str, float] | None = None,
+        coords: Mapping[str, PhysicalCoordinate] | None = None,
         **kwargs: Any,
-    ) -> CCM:
-        """Build the merge line from named experts, e.g. ``finetune_endpoints``' output.
+    ) -> CCM | CCMSurface:
+        """Build the merge line, or the fitted merge surface, from named experts.
+
+        Two experts on one axis give the two-endpoint :class:`CCM` (ordered by their
+        coordinate); more experts, several axes, or ``quadratic=`` give a
+        :class:`~neuralop_merge.surface.CCMSurface`, the least-squares fit
+        θ(c) ≈ θ₀ + A + B·c (+ quadratic terms) through all of them.
 
         Parameters
         ----------
         anchor : nn.Module or path
             the anchor every expert must have been fine-tuned from
         experts : Mapping[str, nn.Module or path]
-            two named experts
-        coords : Mapping[str, float], optional
-            each expert's physical parameter; read from its provenance when omitted
+            two or more named experts, e.g. ``finetune_endpoints``' output
+        coords : Mapping[str, float or Mapping[str, float]], optional
+            each expert's physical coordinate, a number or ``{axis: value}`` for several
+            axes; read from its provenance (``parameter`` name and value) when omitted
         **kwargs
-            passed to :class:`CCM` (``transform``, ``output``)
+            ``transform`` (one for all axes, or ``{axis: transform}``) and ``output``;
+            ``quadratic`` for the surface
 
         Raises
         ------
         TrainingError
             when an expert records a different anchor fingerprint than ``anchor``'s
+        StrategyError
+            with fewer than two experts, or coordinates that cannot be fitted
         """
         from .training import check_expert_lineage  # training pulls in the Trainer; import on use
 
-        if len(experts) != 2:
-            raise StrategyError(f"CCM takes exactly two endpoint experts, got {len(experts)}: {sorted(experts)}")
+        if not isinstance(experts, Mapping) or len(experts) < 2:
+            raise StrategyError(f"CCM needs a mapping of at least two named experts, got {len(experts)}")
         loaded = prepare_inputs(anchor, list(experts.values()))
         for view in loaded.experts:
             check_expert_lineage(loaded.anchor.model, view.model)
         named = dict(zip(experts, (view.model for view in loaded.experts)))
-        values = {name: _coordinate_of(name, model, coords) for name, model in named.items()}
-        low, high = sorted(named, key=values.__getitem__)
+        values = {name: expert_coordinate(name, model, coords) for name, model in named.items()}
+        axes = {axis for value in values.values() for axis in value}
+        if len(named) > 2 or len(axes) > 1 or kwargs.get("quadratic"):
+            return CCMSurface(loaded.anchor.model, named, values, **kwargs)
+        kwargs.pop("quadratic", None)
+        (axis,) = axes
+        transform = kwargs.pop("transform", "linear")
+        if isinstance(transform, Mapping):
+            transform = transform.get(axis, "linear")
+        low, high = sorted(named, key=lambda name: transformed(values[name][axis], transform, axis))
         return cls(
-            loaded.anchor.model, named[low], named[high], low_coord=values[low], high_coord=values[high], **kwargs
+            loaded.anchor.model, named[low], named[high], low_coord=values[low][axis],
+            high_coord=values[high][axis], transform=transform, **kwargs,
         )
 
     # -- the decomposition --------------------------------------------------------------
@@ -189,20 +210,13 @@ class CCM:
         history : int
             past frames the model takes as input
         """
+        # Candidates are scored in one reused model: no copy or provenance per α.
+        reused = ReusedModel(self._strategy, self.inputs)
         search = select_alpha(
-            self.at, frames, alpha_range=alpha_range, method=method, n_grid=n_grid, history=history
+            lambda alpha: reused(self.plan(alpha)), frames, alpha_range=alpha_range, method=method, n_grid=n_grid,
+            history=history,
         )
         info = {"prefix_frames": int(frames.shape[1]), "search": method, "n_evaluations": search.n_evaluations}
         model = self._model(self.plan(search.alpha, info), {"frames": frames, "alpha_range": list(alpha_range)})
         return PrefixResult(model, search.alpha, search)
 
-
-def _coordinate_of(name: str, model: nn.Module, coords: Mapping[str, float] | None) -> float:
-    if coords is not None:
-        if name not in coords:
-            raise StrategyError(f"coords has no entry for expert {name!r}")
-        return float(coords[name])
-    try:
-        return float(model.provenance["parameter"]["value"])
-    except (AttributeError, KeyError, TypeError):
-        raise StrategyError(f"expert {name!r} records no physical parameter in its provenance; pass coords=") from None

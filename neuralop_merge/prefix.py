@@ -145,10 +145,13 @@ def select_alpha(
 
 
 def _fast_search(objective: _PrefixObjective, grid: list[float], n_coarse: int) -> None:
-    """Scan a coarse subset of the grid, then search the best coarse bracket.
+    """Scan a coarse subset of the grid, then search every coarse basin.
 
-    The search runs on grid indices and ends on a local minimum of the grid
-    itself, so on a unimodal curve it lands exactly on the grid's choice.
+    The search runs on grid indices and ends on local minima of the grid itself,
+    so on a unimodal curve it lands exactly on the grid's choice. A curve with
+    several basins at the coarse resolution gets a denser scan and then one
+    bracketing search per coarse local minimum, since the deepest dip of the grid
+    may sit next to a coarse point that is not the best one.
     """
     last = len(grid) - 1
 
@@ -157,13 +160,23 @@ def _fast_search(objective: _PrefixObjective, grid: list[float], n_coarse: int) 
 
     coarse = _spread(last, n_coarse)
     if not _is_unimodal([error_at(i) for i in coarse]):
-        # Several basins at this resolution: halving the spacing once makes
-        # it likelier that the search starts in the deepest one.
         coarse = _spread(last, 2 * n_coarse - 1)
-    position = min(range(len(coarse)), key=lambda p: error_at(coarse[p]))
-    left = coarse[max(position - 1, 0)]
-    right = coarse[min(position + 1, len(coarse) - 1)]
-    _index_search(error_at, left, coarse[position], right)
+    values = [error_at(i) for i in coarse]
+    for position in _local_minima(values):
+        left = coarse[max(position - 1, 0)]
+        right = coarse[min(position + 1, len(coarse) - 1)]
+        _index_search(error_at, left, coarse[position], right)
+
+
+def _local_minima(values: list[float]) -> list[int]:
+    """Positions no larger than their neighbours (plateaus counted once, at their start)."""
+    minima = []
+    for position, value in enumerate(values):
+        left_ok = position == 0 or value < values[position - 1]
+        right_ok = position == len(values) - 1 or value <= values[position + 1]
+        if left_ok and right_ok:
+            minima.append(position)
+    return minima
 
 
 def _spread(last: int, count: int) -> list[int]:

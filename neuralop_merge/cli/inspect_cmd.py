@@ -1,4 +1,6 @@
-"""``neuralop-merge inspect``: how an endpoint pair's update splits into Δ₊ and Δ₋."""
+"""``neuralop-merge inspect``: how an endpoint pair's update splits into Δ₊ and Δ₋,
+and, given target regimes, the error along the merge line, the coordinate law and the
+wrong-sign control (JSON, and PNGs with ``--plot DIR``)."""
 
 from __future__ import annotations
 
@@ -7,20 +9,43 @@ import json
 import math
 from pathlib import Path
 
+import torch
+
 from ..ccm import CCM
-from ..diagnostics import layer_report, report_as_dicts
+from ..diagnostics import inspect_report, json_safe, save_report
+from ..errors import StrategyError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "inspect",
-        help="per-layer norms of the shared and direction updates of an endpoint pair",
-        description="Per tensor: ||Delta+||, ||Delta-||, cos(Delta_L, Delta_H) and the share along Delta-.",
+        help="per-layer norms of the shared and direction updates of an endpoint pair; error along the merge line",
+        description=(
+            "Per tensor: ||Delta+||, ||Delta-||, cos(Delta_L, Delta_H) and the share along Delta-. With target "
+            "regimes (--family and --regimes, or --data), also the rollout error along the merge line per regime, "
+            "the oracle alpha, the coordinate law (c(mu) vs oracle alpha, fitted line, Pearson r) and the "
+            "wrong-sign control."
+        ),
     )
     parser.add_argument("--anchor", required=True, help="the anchor checkpoint")
     parser.add_argument("--low", required=True, help="the low-endpoint expert checkpoint")
     parser.add_argument("--high", required=True, help="the high-endpoint expert checkpoint")
-    parser.add_argument("--json", type=Path, help="also write the report as JSON to this file")
+    parser.add_argument("--low-coord", type=float, default=-1.0, help="physical parameter of the low expert")
+    parser.add_argument("--high-coord", type=float, default=1.0, help="physical parameter of the high expert")
+    parser.add_argument("--transform", choices=("linear", "log"), default="linear", help="coordinate transform")
+    parser.add_argument("--family", help="simulate the target regimes with this family (e.g. diffreact)")
+    parser.add_argument("--regimes", type=float, nargs="+", metavar="MU", help="target values of the family's axis")
+    parser.add_argument("--n-traj", type=int, default=4, help="trajectories per simulated regime (default 4)")
+    parser.add_argument("--resolution", type=int, default=32, help="grid of the simulated regimes (default 32)")
+    parser.add_argument("--n-frames", type=int, default=10, help="frames after the initial one (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated initial states")
+    parser.add_argument(
+        "--data", type=Path,
+        help="a torch file {'trajectories': [N, T+1, C, H, W], 'params': [N]} of target regimes (instead of --family)",
+    )
+    parser.add_argument("--alphas", default="-3:3:25", help="START:STOP:NUM alphas of the error curve, written --alphas=-2:2:17 when START is negative (default -3:3:25)")
+    parser.add_argument("--json", type=Path, help="write the per-tensor table as JSON to this file")
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="write PNGs and the full report.json into DIR")
     parser.set_defaults(func=run)
 
 
@@ -28,16 +53,70 @@ def _format(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4g}"
 
 
+def parse_alphas(spec: str) -> list[float]:
+    """``START:STOP:NUM`` as NUM evenly spaced floats."""
+    try:
+        start, stop, number = spec.split(":")
+        alphas = torch.linspace(float(start), float(stop), int(number), dtype=torch.float64).tolist()
+    except ValueError:
+        raise StrategyError(f"--alphas must be START:STOP:NUM, got {spec!r}") from None
+    if len(alphas) < 2:
+        raise StrategyError(f"--alphas needs at least two points, got {spec!r}")
+    return alphas
+
+
+def load_regimes(args: argparse.Namespace) -> dict[float, torch.Tensor] | None:
+    """μ -> trajectories from --data or simulated with --family/--regimes; None when neither is given."""
+    if args.data is not None and args.family is not None:
+        raise StrategyError("give either --data or --family, not both")
+    if args.data is not None:
+        content = torch.load(args.data, map_location="cpu", weights_only=True)
+        if not isinstance(content, dict) or not {"trajectories", "params"} <= set(content):
+            raise StrategyError(f"{args.data}: expected a dict with 'trajectories' and 'params'")
+        trajectories, params = content["trajectories"], torch.as_tensor(content["params"]).reshape(-1)
+        if trajectories.ndim < 4 or len(params) != len(trajectories):
+            raise StrategyError(f"{args.data}: 'params' needs one value per trajectory [N, T+1, C, ...]")
+        return {float(mu): trajectories[params == mu] for mu in torch.unique(params).tolist()}
+    if args.family is None:
+        if args.regimes:
+            raise StrategyError("--regimes needs --family")
+        return None
+    if not args.regimes:
+        raise StrategyError("--family needs --regimes")
+    from .. import families
+
+    family = families.get(args.family)
+    data = family.dataset(args.regimes, args.n_traj, args.resolution, args.n_frames, seed=args.seed)
+    return {float(mu): data.by_regime(index).trajectories for index, mu in enumerate(args.regimes)}
+
+
 def run(args: argparse.Namespace) -> int:
-    # The coordinates do not enter the decomposition; any ordered pair will do.
-    rows = layer_report(CCM(args.anchor, args.low, args.high, low_coord=-1.0, high_coord=1.0))
-    width = max(len(row.name) for row in rows)
+    ccm = CCM(args.anchor, args.low, args.high, low_coord=args.low_coord, high_coord=args.high_coord,
+              transform=args.transform)
+    regimes = load_regimes(args)
+    report = inspect_report(ccm, regimes, parse_alphas(args.alphas))
+    rows = report["layers"]
+    width = max(len(row["name"]) for row in rows)
     print(f"{'tensor':{width}s}  {'numel':>9s}  {'|D+|':>10s}  {'|D-|':>10s}  {'cos(DL,DH)':>10s}  {'share D-':>8s}")
     for row in rows:
         print(
-            f"{row.name:{width}s}  {row.numel:9d}  {_format(row.shared_norm):>10s}  {_format(row.direction_norm):>10s}"
-            f"  {_format(row.cosine):>10s}  {_format(row.direction_share):>8s}"
+            f"{row['name']:{width}s}  {row['numel']:9d}  {_format(row['shared_norm']):>10s}"
+            f"  {_format(row['direction_norm']):>10s}  {_format(row['cosine']):>10s}  {_format(row['direction_share']):>8s}"
         )
+    if regimes:
+        print(f"\n{'regime':>12s}  {'c(mu)':>8s}  {'oracle a':>9s}  {'err@g(c)':>9s}  {'err@-g(c)':>9s}")
+        for row in report["wrong_sign"]:
+            label = row["label"]
+            print(f"{label:>12s}  {report['coordinate'][label]:8.3f}  {report['oracle'][label]:9.3f}"
+                  f"  {row['error']:9.4g}  {row['wrong_error']:9.4g}")
+        law = report["coordinate_law"]
+        if law is not None:
+            print(f"coordinate law: alpha = {law['slope']:.3g} c + {law['intercept']:.3g}, r = {_format(law['r'])}")
     if args.json:
-        args.json.write_text(json.dumps(report_as_dicts(rows), indent=2))
+        args.json.write_text(json.dumps(json_safe(rows), indent=2))
+    if args.plot:
+        args.plot.mkdir(parents=True, exist_ok=True)
+        for path in save_report(report, json_path=args.plot / "report.json", plot_dir=args.plot):
+            print(f"wrote {path}")
     return 0
+

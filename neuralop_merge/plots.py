@@ -1,0 +1,168 @@
+"""PNG plots of merge diagnostics, from plain arrays.
+
+Every function takes lists or arrays (no CCM object), writes one PNG to ``path`` and
+returns the path, so that experiment scripts can reuse them on their own numbers.
+Figures are built with matplotlib's object API on the Agg canvas: no pyplot state,
+no display, and the global backend is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+PathLike = str | os.PathLike
+
+
+def _figure(width: float = 6.0, height: float = 4.0) -> tuple[Figure, Any]:
+    figure = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot(1, 1, 1)
+
+
+def _save(figure: Figure, path: PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    return path
+
+
+def plot_alpha_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    chosen: Mapping[str, float] | None,
+    path: PathLike,
+    *,
+    title: str = "error along the merge line",
+    xlabel: str = "α",
+    ylabel: str = "rollout relative L2",
+    logy: bool = True,
+) -> Path:
+    """Error vs α, one curve per label, with each label's chosen α marked.
+
+    Parameters
+    ----------
+    curves : Mapping[label, (alphas, errors)]
+    chosen : Mapping[label, alpha], optional
+        marked with a dot on the label's curve (interpolated) and a dotted vertical line
+    path : str or Path
+        the PNG to write
+    """
+    figure, axes = _figure()
+    for index, (label, (alphas, errors)) in enumerate(curves.items()):
+        alphas, errors = np.asarray(alphas, float), np.asarray(errors, float)
+        order = np.argsort(alphas)
+        (line,) = axes.plot(alphas[order], errors[order], marker=".", label=str(label), color=f"C{index % 10}")
+        if chosen and label in chosen and math.isfinite(chosen[label]):
+            alpha = float(chosen[label])
+            axes.axvline(alpha, color=line.get_color(), linestyle=":", linewidth=1)
+            axes.plot([alpha], [np.interp(alpha, alphas[order], errors[order])], "o", color=line.get_color())
+    if logy and all(np.all(np.asarray(e, float) > 0) for _, e in curves.values()):
+        axes.set_yscale("log")
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if curves:
+        axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_coordinate_law(
+    coords: Sequence[float],
+    oracle_alphas: Sequence[float],
+    fit: tuple[float, float] | None,
+    path: PathLike,
+    *,
+    r: float | None = None,
+    labels: Sequence[str] | None = None,
+    title: str = "coordinate law",
+    xlabel: str = "normalized coordinate c(μ)",
+    ylabel: str = "oracle α",
+) -> Path:
+    """Oracle α against the physical coordinate, the fitted line α = slope·c + intercept, and α = c.
+
+    Parameters
+    ----------
+    coords, oracle_alphas : sequences of float
+    fit : (slope, intercept), optional
+    r : float, optional
+        Pearson correlation, shown in the legend
+    labels : sequence of str, optional
+        annotate each point
+    """
+    figure, axes = _figure()
+    coords, oracle_alphas = np.asarray(coords, float), np.asarray(oracle_alphas, float)
+    axes.scatter(coords, oracle_alphas, color="C0", zorder=3, label="oracle α")
+    if labels is not None:
+        for x, y, text in zip(coords, oracle_alphas, labels):
+            axes.annotate(str(text), (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+    span = np.linspace(min(coords.min(initial=-1.0), -1.0), max(coords.max(initial=1.0), 1.0), 50)
+    axes.plot(span, span, color="grey", linestyle="--", linewidth=1, label="α = c (uncalibrated)")
+    if fit is not None:
+        slope, intercept = fit
+        fit_label = f"fit α = {slope:.3g}·c + {intercept:.3g}" + (f"  (r = {r:.3f})" if r is not None and math.isfinite(r) else "")
+        axes.plot(span, slope * span + intercept, color="C1", label=fit_label)
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    return [asdict(row) if is_dataclass(row) else dict(row) for row in rows]
+
+
+def plot_layer_report(rows: Sequence[Any], path: PathLike, *, title: str = "update split per tensor") -> Path:
+    """‖Δ₊‖ and ‖Δ₋‖ per tensor (bars) and the share along Δ₋ (dots, right axis).
+
+    ``rows`` are :class:`~neuralop_merge.diagnostics.LayerStats` or dicts with
+    ``name``, ``shared_norm``, ``direction_norm`` and ``direction_share``.
+    """
+    rows = [row for row in _rows(rows) if row["name"] != "<overall>"]
+    figure, axes = _figure(max(6.0, 0.35 * len(rows) + 2), 4.5)
+    positions = np.arange(len(rows))
+    axes.bar(positions - 0.2, [row["shared_norm"] for row in rows], width=0.4, label="‖Δ₊‖")
+    axes.bar(positions + 0.2, [row["direction_norm"] for row in rows], width=0.4, label="‖Δ₋‖")
+    axes.set_xticks(positions, [row["name"] for row in rows], rotation=75, fontsize="x-small")
+    axes.set(ylabel="norm", title=title)
+    share = axes.twinx()
+    share.plot(positions, [row["direction_share"] for row in rows], "k.", label="share along Δ₋")
+    share.set(ylabel="share along Δ₋", ylim=(0, 1))
+    axes.legend(loc="upper left", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_wrong_sign(
+    labels: Sequence[str],
+    right_errors: Sequence[float],
+    wrong_errors: Sequence[float],
+    path: PathLike,
+    *,
+    title: str = "wrong-sign control",
+) -> Path:
+    """Error at the coordinate's α against the error at −α, per target regime (bars)."""
+    figure, axes = _figure()
+    positions = np.arange(len(labels))
+    axes.bar(positions - 0.2, right_errors, width=0.4, label="α = g(c)")
+    axes.bar(positions + 0.2, wrong_errors, width=0.4, label="α = −g(c) (wrong sign)")
+    axes.set_xticks(positions, [str(label) for label in labels], rotation=30, fontsize="small")
+    axes.set(ylabel="rollout relative L2", title=title)
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_fit_residuals(
+    names: Sequence[str], relative: Sequence[float], path: PathLike, *, title: str = "distance of the experts from the fit"
+) -> Path:
+    """The relative fit residual √(Σ‖Δᵢ − Δ̂ᵢ‖² / Σ‖Δᵢ‖²) per tensor (bars)."""
+    figure, axes = _figure(max(6.0, 0.35 * len(names) + 2), 4.5)
+    positions = np.arange(len(names))
+    axes.bar(positions, relative, color="C2")
+    axes.set_xticks(positions, [str(name) for name in names], rotation=75, fontsize="x-small")
+    axes.set(ylabel="relative residual", title=title)
+    return _save(figure, path)
