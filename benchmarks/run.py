@@ -182,11 +182,13 @@ def ccm_case(seed: int) -> CCM:
     """
     torch.manual_seed(seed)
     anchor, shared, direction = ResidualFNO(), ResidualFNO(), ResidualFNO()
-    base = {k: v for k, v in anchor.state_dict().items()}
+    base, shared, direction = (
+        {k: v for k, v in m.state_dict().items() if torch.is_tensor(v)} for m in (anchor, shared, direction)
+    )
     low, high = copy.deepcopy(anchor), copy.deepcopy(anchor)
     for expert, sign in ((low, -1.0), (high, 1.0)):
         expert.load_state_dict({
-            key: value + 0.1 * (shared.state_dict()[key] - value) + sign * 0.1 * (direction.state_dict()[key] - value)
+            key: value + 0.1 * (shared[key] - value) + sign * 0.1 * (direction[key] - value)
             for key, value in base.items()
         })
     return CCM(anchor, low, high, low_coord=-1.0, high_coord=1.0)

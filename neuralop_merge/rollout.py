@@ -248,10 +248,8 @@ def _rollout_rows(step: Step, frames: Tensor, trajectory: Tensor, history: int) 
     if trajectory.device != frames.device:
         buffer = torch.empty(trajectory.shape, dtype=trajectory.dtype, device=frames.device)
     buffer[:, :history] = frames
-    n_frames = buffer.shape[1]
-    for t in range(n_frames - history):
-        # Merging the (history, channel) axes of a time slice is a view: no copy.
-        inputs = buffer[:, t : t + history].flatten(1, 2)
+    inputs = frames.flatten(1, 2)
+    for t in range(buffer.shape[1] - history):
         prediction = step(inputs)
         target = buffer[:, t + history]
         if prediction.shape != target.shape:
@@ -260,6 +258,9 @@ def _rollout_rows(step: Step, frames: Tensor, trajectory: Tensor, history: int) 
                 f"but a rollout needs one frame {tuple(target.shape)}"
             )
         target.copy_(prediction)
+        # Feed the model contiguous inputs: a time slice of the trajectory is strided,
+        # and strided inputs slow its convolutions down.
+        inputs = prediction if history == 1 else buffer[:, t + 1 : t + 1 + history].flatten(1, 2).contiguous()
     if buffer is not trajectory:
         trajectory.copy_(buffer)
 
