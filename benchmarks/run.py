@@ -54,15 +54,26 @@ MEMORY_TARGET = 1.2
 
 def best_time(run: Callable[[], Any], repeats: int) -> float:
     """Shortest wall time of ``repeats`` calls of ``run``, after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        _synchronize()
-        start = time.perf_counter()
+    return best_times({"run": run}, repeats)["run"]
+
+
+def best_times(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Shortest wall time of each of ``runs`` over ``repeats`` rounds, after a warm-up.
+
+    The candidates take turns within each round, so a slow spell of a shared
+    machine hits all of them alike instead of whichever happened to run then.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for name, run in runs.items():
         run()
-        _synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    for _ in range(repeats):
+        for name, run in runs.items():
+            _synchronize()
+            start = time.perf_counter()
+            run()
+            _synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
 
 
 def _synchronize() -> None:
@@ -133,17 +144,20 @@ def trainer_rollout(model: nn.Module, x0: Tensor, n_steps: int, device: torch.de
 
 def bench_rollout(quick: bool) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    n_steps, repeats, batch = (10, 3, 4) if quick else (20, 5, 8)
+    n_steps, repeats, batch = (10, 7, 4) if quick else (20, 10, 8)
     results = {}
     for size in (32, 64):
         torch.manual_seed(0)
         model = FNO(n_modes=(12, 12), hidden_channels=32, in_channels=1, out_channels=1).to(device).eval()
         x0 = torch.randn(batch, 1, size, size, device=device)
-        timings = {
-            "rollout_s": best_time(lambda: rollout(model, x0, n_steps), repeats),
-            "naive_loop_s": best_time(lambda: naive_rollout(model, x0, n_steps), repeats),
-            "trainer_autoreg_s": best_time(lambda: trainer_rollout(model, x0, n_steps, device), repeats),
-        }
+        timings = best_times(
+            {
+                "rollout_s": lambda: rollout(model, x0, n_steps),
+                "naive_loop_s": lambda: naive_rollout(model, x0, n_steps),
+                "trainer_autoreg_s": lambda: trainer_rollout(model, x0, n_steps, device),
+            },
+            repeats,
+        )
         if device.type == "cuda":
             timings.update(_cuda_variants(model, x0, n_steps, repeats))
         steps_per_s = {k.replace("_s", "_steps_per_s"): round(n_steps / v, 2) for k, v in timings.items()}

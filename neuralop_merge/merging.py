@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -176,8 +177,12 @@ def merge_provenance(
     strategy: Strategy, inputs: MergeInputs, plan: Plan, params: dict[str, Any], refit_errors: dict[str, float]
 ) -> dict[str, Any]:
     """The provenance record of a merge result (JSON-serialisable)."""
-    described = [describe_input(inputs.anchor, "anchor")] if inputs.anchor is not None else []
-    described += [describe_input(e, f"expert[{i}]") for i, e in enumerate(inputs.experts)]
+    roles = [(inputs.anchor, "anchor")] if inputs.anchor is not None else []
+    roles += [(expert, f"expert[{i}]") for i, expert in enumerate(inputs.experts)]
+    # Hashing is most of a first merge's cost; hashlib releases the GIL on large
+    # buffers, so the inputs are hashed in parallel.
+    with ThreadPoolExecutor() as pool:
+        described = list(pool.map(lambda role: describe_input(*role), roles))
     record = {
         "kind": "merge",
         "strategy": strategy.name,

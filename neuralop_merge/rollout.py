@@ -18,6 +18,7 @@ the ``h`` given frames followed by the ``n_steps`` predicted ones, so frame
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -83,7 +84,8 @@ def rollout(
     frames = _as_frames(x0, history)
     _check_counts(n_steps, max_batch)
     compute_device = resolve_device(model, x0, device)
-    model.to(compute_device)
+    if device is not None:  # otherwise the model is already where it computes
+        model.to(compute_device)
     if amp is not None:
         check_amp_supported(amp, compute_device, frames.shape[3:])
     trajectory = torch.empty(
@@ -92,15 +94,18 @@ def rollout(
         device=x0.device,
     )
     step = _make_step(model, amp, compile, compute_device)
+    # Toggling the mode walks every sub-module: skip it for a model already in eval.
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         with torch.inference_mode():
             frames_on_device = to_device(frames, compute_device)
             for rows in _batch_slices(frames.shape[0], max_batch):
                 _rollout_rows(step, frames_on_device[rows], trajectory[rows], history)
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return trajectory
 
 
@@ -126,9 +131,8 @@ def resolve_device(
     """
     if device is not None:
         return torch.device(device)
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return x0.device
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return x0.device if first is None else first.device
 
 
 def check_amp_supported(amp: str, device: torch.device, spatial_shape: torch.Size) -> None:
