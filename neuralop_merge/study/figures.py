@@ -64,13 +64,8 @@ def plot_alpha_curves(results: dict, records: list[dict], path: Path) -> Path:
         ax.set_ylim(0, max(top, agg["methods"]["anchor"]) * 1.15)
     for extra in range(n, rows * cols):
         axes[extra // cols][extra % cols].axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle(f"{results['family']}: error along the merge line θ(α) = θ₀ + Δ₊ + αΔ₋")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    title = f"{results['family']}: error along the merge line θ(α) = θ₀ + Δ₊ + αΔ₋"
+    return _save_panels(fig, axes, title, path, rect=(0, 0.08, 1, 0.96))
 
 
 def plot_coordinate_law(results: dict, path: Path) -> Path:
@@ -144,10 +139,15 @@ def plot_error_vs_time(results: dict, records: list[dict], path: Path, prefix_k:
         ax.set_xlabel("frame")
         ax.set_ylabel("rel. L2")
         ax.set_yscale("log")
+    return _save_panels(fig, axes, f"{results['family']}: error vs time", path, rect=(0, 0.12, 1, 0.95))
+
+
+def _save_panels(fig: plt.Figure, axes: np.ndarray, title: str, path: Path, *, rect: tuple[float, ...]) -> Path:
+    """One legend below the panels (from the first), the title, then save and close."""
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle(f"{results['family']}: error vs time")
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    fig.suptitle(title)
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
