@@ -21,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..coordinates import transformed
 from ..errors import NeuralopMergeError
 
 SCALES = ("quick", "small", "paper")
@@ -51,12 +52,9 @@ class Regimes:
     interp: tuple[float, ...] = (-0.5, 0.5)
     ood: tuple[float, ...] = (-2.0, 2.0)
 
-    def _t(self, value: float) -> float:
-        return math.log(value) if self.transform == "log" else float(value)
-
     def value(self, c: float) -> float:
-        """The physical parameter at normalized coordinate ``c``."""
-        t_low, t_high = self._t(self.low), self._t(self.high)
+        """The physical parameter at normalized coordinate ``c`` (the inverse of CCM's c(μ))."""
+        t_low, t_high = transformed(self.low, self.transform), transformed(self.high, self.transform)
         t = 0.5 * (t_low + t_high) + 0.5 * c * (t_high - t_low)
         value = math.exp(t) if self.transform == "log" else t
         return float(f"{value:.6g}")  # short, exactly reproducible regime values
