@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from neuralop_merge import families
+from neuralop_merge.families import dataset
 from neuralop_merge.errors import SimulationError
 
 FAMILY = families.get("diffreact")
@@ -131,3 +132,22 @@ def test_bad_dataset_arguments_raise():
         _data(seed=-1)
     with pytest.raises(SimulationError, match="at least one regime"):
         _data(params=[])
+
+
+def test_refined_data_are_block_averages_of_the_fine_simulation():
+    family = families.get("diffreact")
+    coarse = family.dataset([1e-3], 2, 8, 3, seed=4, refine=2)
+    initial = family.sample_initial(2, 16, param=1e-3, seed=dataset.regime_seed(4, 0))
+    fine = family.simulate(initial, 1e-3, n_frames=3)
+    expected = torch.nn.functional.avg_pool2d(fine.flatten(0, 1), 2).view(2, 4, 2, 8, 8)
+    torch.testing.assert_close(coarse.trajectories, expected)
+
+
+def test_spinup_frames_are_simulated_and_dropped():
+    family = families.get("dam_break")
+    kept = family.dataset([2.0], 1, 16, 3, seed=1, spinup=2)
+    initial = family.sample_initial(1, 16, param=2.0, seed=dataset.regime_seed(1, 0))
+    whole = family.simulate(initial, 2.0, n_frames=5)
+    torch.testing.assert_close(kept.trajectories, whole[:, 2:])
+    with pytest.raises(SimulationError, match="refine"):
+        family.dataset([2.0], 1, 16, 3, seed=1, refine=0)

@@ -271,6 +271,8 @@ class Family(abc.ABC):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         cache_dir: str | None = None,
+        refine: int = 1,
+        spinup: int = 0,
     ) -> "RegimeData":
         """Trajectories of several regimes, as one-step pairs and full rollouts.
 
@@ -290,6 +292,8 @@ class Family(abc.ABC):
             dtype=dtype,
             device=device,
             cache_dir=cache_dir,
+            refine=refine,
+            spinup=spinup,
         )
 
     def _check_dtype(self, dtype: torch.dtype) -> None:

@@ -17,7 +17,7 @@ from .base import Family, ParameterAxis
 _CFL = 0.5
 #: Largest ``nu |k|^2 dt`` allowed, so that the integrating factor's
 #: half-step inverse ``exp(+nu |k|^2 dt / 2)`` cannot overflow in float32.
-_MAX_VISCOUS_EXPONENT = 60.0
+_MAX_VISCOUS_EXPONENT = 20.0
 
 
 def torus_wavenumbers(
