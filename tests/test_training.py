@@ -111,7 +111,7 @@ def test_experts_carry_provenance(anchor: FNO, experts: dict[str, nn.Module]) ->
     assert low["anchor_fingerprint"] == fingerprint(anchor)
     assert low["parameter"] == {"name": "kappa", "value": LOW}
     assert low["regime"] == "low"
-    assert low["optimizer"] == {"name": "AdamW", "lr": 1e-2, "weight_decay": 0.0}
+    assert low["optimizer"] == {"name": "AdamW", "lr": 1e-2, "weight_decay": 0.0, "grad_clip": None}
     assert low["scheduler"] == {"name": "CosineAnnealingLR", "T_max": 4}
     assert (low["steps"], low["epochs"], low["seed"], low["trainable"]) == (8, 4, 0, None)
     assert all(math.isfinite(low["losses"][key]) for key in ("train", "val", "val_rollout"))

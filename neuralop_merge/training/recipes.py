@@ -24,7 +24,8 @@ from .seeding import derive_seed
 from .trainer import ROLLOUT_METRIC, FinetuneTrainer
 from .validation import check_trajectories, one_step_loader
 
-SchedulerName = Literal["cosine", "constant"]
+SchedulerName = Literal["cosine", "constant", "onecycle"]
+SCHEDULERS = ("cosine", "constant", "onecycle")
 REGIME_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -40,8 +41,9 @@ class TrainingSettings:
         AdamW learning rate.
     weight_decay : float, default 0.0
         AdamW weight decay.
-    scheduler : {"cosine", "constant"}, default "cosine"
-        Learning-rate schedule over the epochs.
+    scheduler : {"cosine", "constant", "onecycle"}, default "cosine"
+        Learning-rate schedule over the epochs (neuraloperator's ``Trainer`` steps it once per
+        epoch). "onecycle" warms up to ``lr`` over the first 30 % of the epochs, then anneals.
     seed : int, default 0
         Base seed; each run derives its own from it and its name.
     device : str, default "cpu"
@@ -49,6 +51,12 @@ class TrainingSettings:
         Train data-parallel over the initialised ``torch.distributed`` group.
     progress : bool, default True
         Show a tqdm progress bar with the loss.
+    grad_clip : float, optional
+        Clip the global gradient norm to this value before every optimizer step.
+    patience : int, optional
+        With validation trajectories: stop after this many evaluations (one per epoch)
+        without improvement of the validation rollout error. With validation trajectories the
+        weights of the best evaluation are restored at the end either way.
     """
 
     n_epochs: int
@@ -59,34 +67,59 @@ class TrainingSettings:
     device: str = "cpu"
     use_distributed: bool = False
     progress: bool = True
+    grad_clip: float | None = None
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_epochs < 1:
             raise TrainingError(f"n_epochs must be at least 1, got {self.n_epochs}")
         if not self.lr > 0:
             raise TrainingError(f"lr must be positive, got {self.lr}")
-        if self.scheduler not in ("cosine", "constant"):
-            raise TrainingError(f"unknown scheduler {self.scheduler!r}; choose 'cosine' or 'constant'")
+        if self.scheduler not in SCHEDULERS:
+            raise TrainingError(f"unknown scheduler {self.scheduler!r}; choose one of {SCHEDULERS}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise TrainingError(f"grad_clip must be positive, got {self.grad_clip}")
+        if self.patience is not None and self.patience < 1:
+            raise TrainingError(f"patience must be at least 1, got {self.patience}")
 
     def optimizer_record(self) -> dict[str, Any]:
         """The optimizer settings as recorded in provenance."""
-        return {"name": "AdamW", "lr": self.lr, "weight_decay": self.weight_decay}
+        return {"name": "AdamW", "lr": self.lr, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip}
 
     def scheduler_record(self) -> dict[str, Any]:
         """The scheduler settings as recorded in provenance."""
         if self.scheduler == "cosine":
             return {"name": "CosineAnnealingLR", "T_max": self.n_epochs}
+        if self.scheduler == "onecycle":
+            return {"name": "OneCycleLR", "max_lr": self.lr, "total_steps": self.n_epochs + 1, "pct_start": 0.3}
         return {"name": "ConstantLR"}
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        """AdamW over the parameters of ``model`` that require gradients."""
+        """AdamW over the parameters of ``model`` that require gradients, clipping gradients if asked.
+
+        neuraloperator's ``Trainer`` calls ``backward`` and ``step`` itself, so the clipping runs as
+        a step pre-hook of the optimizer: after the gradients exist, before they are applied.
+        """
         trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-        return torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
+        if self.grad_clip is not None:
+            limit = self.grad_clip
+
+            def clip(*_: Any) -> None:
+                nn.utils.clip_grad_norm_(trainable, limit)
+
+            optimizer.register_step_pre_hook(clip)
+        return optimizer
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
         """The epoch-wise learning-rate schedule of ``optimizer``."""
         if self.scheduler == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.n_epochs)
+        if self.scheduler == "onecycle":
+            # One more step than epochs: the Trainer also steps after the last epoch.
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.lr, total_steps=self.n_epochs + 1, pct_start=0.3
+            )
         return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
@@ -104,6 +137,8 @@ def run_training(
     settings: TrainingSettings,
     *,
     identity: dict[str, Any],
+    data_processor: nn.Module | None = None,
+    loss: Any = None,
     val_trajectories: torch.Tensor | None = None,
     checkpoint_dir: Path | None = None,
     resume_from: Path | None = None,
@@ -119,8 +154,13 @@ def run_training(
     settings : TrainingSettings
     identity : dict
         Identity of the run (kind, regime, ...); the run's seed is derived from it.
+    data_processor : DataProcessor, optional
+        neuraloperator data processor the ``Trainer`` applies to every batch.
+    loss : callable, optional
+        Training loss ``loss(out, **batch)`` summed over the batch; default
+        ``LpLoss`` over the data's spatial dimensions.
     val_trajectories : torch.Tensor, optional
-        Held-out trajectories ``[N, T+1, C, H, W]`` for one-step and rollout validation.
+        Held-out trajectories ``[N, T+1, C, ...]`` for one-step and rollout validation.
     checkpoint_dir : Path, optional
         Directory to checkpoint into after every epoch (rank 0 only).
     resume_from : Path, optional
@@ -144,6 +184,8 @@ def run_training(
         rollout_trajectories=val_trajectories,
         description=str(identity.get("regime", identity["kind"])),
         progress=settings.progress,
+        data_processor=data_processor,
+        patience=settings.patience,
     )
     test_loaders = {}
     if val_trajectories is not None:
@@ -154,11 +196,16 @@ def run_training(
         test_loaders,
         optimizer,
         settings.build_scheduler(optimizer),
-        training_loss=LpLoss(d=2),
+        training_loss=loss if loss is not None else default_loss(train_loader),
         resume_from_dir=resume_from,
         **checkpointing,
     )
     return RunResult(steps=trainer.step, losses=final_losses(metrics))
+
+
+def default_loss(loader: DataLoader) -> LpLoss:
+    """Relative L2 over the spatial dimensions of the loader's samples (``x`` is ``[C, ...]``)."""
+    return LpLoss(d=loader.dataset[0]["x"].ndim - 1)
 
 
 def final_losses(metrics: dict[str, Any]) -> dict[str, float | None]:
@@ -179,11 +226,14 @@ def train_anchor(
     model: nn.Module,
     support_loader: DataLoader,
     *,
-    n_epochs: int,
+    n_epochs: int | None = None,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     scheduler: SchedulerName = "cosine",
     seed: int = 0,
+    settings: TrainingSettings | None = None,
+    data_processor: nn.Module | None = None,
+    loss: Any = None,
     val_trajectories: torch.Tensor | None = None,
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
@@ -201,9 +251,17 @@ def train_anchor(
         ``{'x', 'y'}`` one-step batches pooled over the support regimes.
     n_epochs, lr, weight_decay, scheduler, seed, device, use_distributed, progress
         See :class:`TrainingSettings`.
+    settings : TrainingSettings, optional
+        All optimisation settings as one object; when given, it replaces the
+        keywords above (which must then be left at their defaults).
+    data_processor : DataProcessor, optional
+        neuraloperator data processor (normalizers, increments, ...) applied to
+        every batch by the ``Trainer``; ``model`` is the bare network it feeds.
+    loss : callable, optional
+        Training loss; default ``LpLoss`` over the data's spatial dimensions.
     val_trajectories : torch.Tensor, optional
-        Held-out trajectories ``[N, T+1, C, H, W]``; one-step and rollout
-        errors are evaluated after every epoch.
+        Held-out trajectories ``[N, T+1, C, ...]``; one-step and rollout
+        errors are evaluated after every epoch, the best weights restored.
     checkpoint_dir : str or Path, optional
         Directory to checkpoint into after every epoch (rank 0 writes).
     resume_from : str or Path, optional
@@ -216,14 +274,18 @@ def train_anchor(
         ``model``, with ``model.provenance`` recording ``kind="anchor"``, the
         optimizer and scheduler settings, steps, epochs, seed and final losses.
     """
-    settings = TrainingSettings(n_epochs, lr, weight_decay, scheduler, seed, device, use_distributed, progress)
+    settings = settings or TrainingSettings(
+        _required_epochs(n_epochs), lr, weight_decay, scheduler, seed, device, use_distributed, progress
+    )
     if val_trajectories is not None:
         check_trajectories(val_trajectories)
     result = run_training(
         model,
         support_loader,
         settings,
-        identity={"kind": "anchor", "seed": seed},
+        identity={"kind": "anchor", "seed": settings.seed},
+        data_processor=data_processor,
+        loss=loss,
         val_trajectories=val_trajectories,
         checkpoint_dir=optional_path(checkpoint_dir),
         resume_from=optional_path(resume_from),
@@ -248,12 +310,15 @@ def finetune_endpoints(
     anchor: nn.Module,
     regimes: Mapping[str, tuple[float, DataLoader]],
     *,
-    n_epochs: int,
+    n_epochs: int | None = None,
     parameter: str = "mu",
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     scheduler: SchedulerName = "cosine",
     seed: int = 0,
+    settings: TrainingSettings | None = None,
+    data_processor: nn.Module | None = None,
+    loss: Any = None,
     trainable: Sequence[str] | None = None,
     val_trajectories: Mapping[str, torch.Tensor] | None = None,
     checkpoint_dir: str | Path | None = None,
@@ -276,6 +341,8 @@ def finetune_endpoints(
         derived from ``seed`` and its name, so results do not depend on the
         order or number of regimes. With ``use_distributed`` every regime is
         trained data-parallel over all ranks, one after the other.
+    settings, data_processor, loss
+        As in :func:`train_anchor`; the experts share the data processor.
     parameter : str, default "mu"
         Name of the physical parameter the regimes differ in.
     trainable : sequence of str, optional
@@ -300,7 +367,9 @@ def finetune_endpoints(
         and scheduler settings, ``steps``, ``epochs``, ``seed``, final ``losses``
         and the ``trainable`` parameter names (None for all).
     """
-    settings = TrainingSettings(n_epochs, lr, weight_decay, scheduler, seed, device, use_distributed, progress)
+    settings = settings or TrainingSettings(
+        _required_epochs(n_epochs), lr, weight_decay, scheduler, seed, device, use_distributed, progress
+    )
     val_trajectories = dict(val_trajectories or {})
     check_regimes(regimes, val_trajectories)
     anchor_fingerprint = fingerprint(anchor)
@@ -313,7 +382,11 @@ def finetune_endpoints(
                 expert,
                 loader,
                 settings,
-                identity={"kind": "expert", "regime": regime, "anchor_fingerprint": anchor_fingerprint, "seed": seed},
+                identity={
+                    "kind": "expert", "regime": regime, "anchor_fingerprint": anchor_fingerprint, "seed": settings.seed
+                },
+                data_processor=data_processor,
+                loss=loss,
                 val_trajectories=val_trajectories.get(regime),
                 checkpoint_dir=regime_dir(checkpoint_dir, regime),
                 resume_from=regime_checkpoint(resume_from, regime),
@@ -328,6 +401,12 @@ def finetune_endpoints(
         }
         experts[regime] = expert
     return experts
+
+
+def _required_epochs(n_epochs: int | None) -> int:
+    if n_epochs is None:
+        raise TrainingError("give n_epochs or settings=TrainingSettings(...)")
+    return n_epochs
 
 
 def optional_path(path: str | Path | None) -> Path | None:

@@ -17,10 +17,50 @@ from ..errors import CheckpointError, TrainingError
 from .checkpoint import load_checkpoint, save_checkpoint, tensor_state
 from .distributed import is_main_process, require_process_group, unwrap, wrap_data_parallel
 from .seeding import seed_epoch
+from .processing import ProcessedModel
 from .validation import rollout_error
 
 ROLLOUT_METRIC = "val_rollout_l2"
 LossFunction = Callable[..., torch.Tensor]
+
+
+class EarlyStop(Exception):
+    """Raised after an evaluation once the validation rollout error has stopped improving."""
+
+
+class BestWeights:
+    """The weights with the lowest validation rollout error so far, and how long ago they were seen.
+
+    Parameters
+    ----------
+    patience : int or None
+        Evaluations without improvement after which training stops; None never stops early.
+    """
+
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
+        self.value = float("inf")
+        self.epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+        self.stale = 0
+
+    def update(self, epoch: int, value: float, model: nn.Module) -> None:
+        """Record an evaluation; keep a copy of the weights if they are the best so far."""
+        if value < self.value:  # NaN never improves
+            self.value, self.epoch, self.stale = value, epoch, 0
+            self.state = {name: tensor.detach().clone() for name, tensor in tensor_state(model).items()}
+        else:
+            self.stale += 1
+
+    @property
+    def exhausted(self) -> bool:
+        return self.patience is not None and self.stale >= self.patience
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "epoch": self.epoch, "state": self.state, "stale": self.stale}
+
+    def restore(self, record: dict[str, Any]) -> None:
+        self.value, self.epoch, self.state, self.stale = record["value"], record["epoch"], record["state"], record["stale"]
 
 
 class FinetuneTrainer(Trainer):
@@ -56,6 +96,13 @@ class FinetuneTrainer(Trainer):
         Label of the progress bar.
     progress : bool, default True
         Show a progress bar (on rank 0 only).
+    data_processor : DataProcessor, optional
+        neuraloperator data processor, handed to the parent; rollouts for validation run
+        through it (:class:`~.processing.ProcessedModel`), so they are in physical units.
+    patience : int, optional
+        With ``rollout_trajectories``: stop once the validation rollout error has not improved
+        for ``patience`` evaluations. Whenever rollout trajectories are given, the weights with
+        the lowest validation rollout error are restored at the end of training.
     """
 
     def __init__(
@@ -70,11 +117,15 @@ class FinetuneTrainer(Trainer):
         rollout_trajectories: torch.Tensor | None = None,
         description: str = "",
         progress: bool = True,
+        data_processor: nn.Module | None = None,
+        patience: int | None = None,
     ):
         if use_distributed:
             require_process_group()
         # The parent's own DDP wrapping is left off (see wrap_data_parallel).
-        super().__init__(model=model, n_epochs=n_epochs, device=device, use_distributed=False)
+        super().__init__(
+            model=model, n_epochs=n_epochs, device=device, use_distributed=False, data_processor=data_processor
+        )
         self.data_parallel = use_distributed
         self.seed = seed
         self.identity = identity
@@ -83,6 +134,8 @@ class FinetuneTrainer(Trainer):
         self.show_progress = progress and is_main_process()
         self.progress_bar: tqdm | None = None
         self.step = 0
+        self.best = BestWeights(patience)
+        self.last_metrics: dict[str, Any] = {}
 
     def train(
         self,
@@ -106,11 +159,17 @@ class FinetuneTrainer(Trainer):
                 # The parent calls ``model(**batch)`` and ``loss(out, **batch)``, so neuraloperator's
                 # models and losses warn, every batch, about the batch entry they do not use.
                 warnings.filterwarnings("ignore", message=r".*received unexpected keyword arguments")
-                return super().train(train_loader, test_loaders, optimizer, scheduler, **kwargs)
+                metrics = super().train(train_loader, test_loaders, optimizer, scheduler, **kwargs)
+        except EarlyStop:
+            metrics = self.last_metrics
         finally:
             if self.progress_bar is not None:
                 self.progress_bar.close()
             self.model = unwrap(self.model)
+        if self.best.state is not None:
+            self.model.load_state_dict(self.best.state, strict=False)
+            metrics = {**metrics, "best_epoch": self.best.epoch, ROLLOUT_METRIC: self.best.value}
+        return metrics
 
     def train_one_epoch(self, epoch: int, train_loader: DataLoader, training_loss: LossFunction) -> tuple:
         """Seed the epoch, open the progress bar on first use, then run the parent's epoch."""
@@ -122,7 +181,9 @@ class FinetuneTrainer(Trainer):
                 desc=self.description,
                 unit="step",
             )
-        return super().train_one_epoch(epoch, train_loader, training_loss)
+        result = super().train_one_epoch(epoch, train_loader, training_loss)
+        self.last_metrics = {"train_err": result[0], "avg_loss": result[1]}
+        return result
 
     def train_one_batch(self, idx: int, sample: dict, training_loss: LossFunction) -> torch.Tensor:
         """The parent's batch loss, counted as one optimizer step and shown per sample."""
@@ -144,8 +205,17 @@ class FinetuneTrainer(Trainer):
         """The parent's one-step metrics, plus ``val_rollout_l2`` when trajectories were given."""
         metrics = super().evaluate_all(epoch, eval_losses, test_loaders, eval_modes, max_autoregressive_steps)
         if self.rollout_trajectories is not None:
-            metrics[ROLLOUT_METRIC] = rollout_error(unwrap(self.model), self.rollout_trajectories, self.device)
+            metrics[ROLLOUT_METRIC] = rollout_error(self.one_step_model(), self.rollout_trajectories, self.device)
+            self.best.update(epoch, metrics[ROLLOUT_METRIC], unwrap(self.model))
+        self.last_metrics.update(metrics)
+        if self.best.exhausted:
+            raise EarlyStop
         return metrics
+
+    def one_step_model(self) -> nn.Module:
+        """The model being trained as a one-step map in physical units."""
+        model = unwrap(self.model)
+        return model if self.data_processor is None else ProcessedModel(model, self.data_processor)
 
     def checkpoint(self, save_dir: str | Path) -> None:
         """Save model, optimizer, scheduler and progress after the current epoch; rank 0 only."""
@@ -160,6 +230,7 @@ class FinetuneTrainer(Trainer):
                 "model": tensor_state(unwrap(self.model)),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "best": self.best.as_dict(),
             },
         )
 
@@ -188,3 +259,4 @@ class FinetuneTrainer(Trainer):
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch = state["epochs_done"]
         self.step = state["step"]
+        self.best.restore(state["best"])

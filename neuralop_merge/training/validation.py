@@ -13,10 +13,10 @@ from ..rollout import rollout
 
 
 def check_trajectories(trajectories: torch.Tensor) -> None:
-    """Raise :class:`TrainingError` unless ``trajectories`` is ``[N, T+1, C, H, W]`` with T >= 1."""
-    if trajectories.ndim != 5 or trajectories.shape[1] < 2:
+    """Raise :class:`TrainingError` unless ``trajectories`` is ``[N, T+1, C, *space]`` (1 to 3 space dims), T >= 1."""
+    if not 4 <= trajectories.ndim <= 6 or trajectories.shape[1] < 2:
         raise TrainingError(
-            "validation trajectories must have shape [N, T+1, C, H, W] with at least 2 frames, "
+            "validation trajectories must have shape [N, T+1, C, *space] with 1 to 3 space dims and at least 2 frames, "
             f"got {tuple(trajectories.shape)}"
         )
 
@@ -53,4 +53,4 @@ def rollout_error(model: nn.Module, trajectories: torch.Tensor, device: str | to
     check_trajectories(trajectories)
     predicted = rollout(model, trajectories[:, 0], trajectories.shape[1] - 1, device=device)[:, 1:]
     frames = predicted.flatten(0, 1)
-    return LpLoss(d=2, reduction="sum")(frames, trajectories[:, 1:].flatten(0, 1)).item() / len(frames)
+    return LpLoss(d=frames.ndim - 2, reduction="sum")(frames, trajectories[:, 1:].flatten(0, 1)).item() / len(frames)

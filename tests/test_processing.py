@@ -1,0 +1,121 @@
+"""The training recipe's parts: increment data processor, deployed model, early stopping, clipping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from neuralop.models import FNO
+from torch import nn
+
+from neuralop_merge import merge
+from neuralop_merge.families.dataset import PairDataset
+from neuralop_merge.training import TrainingSettings, rollout_error, train_anchor
+from neuralop_merge.training.processing import IncrementDataProcessor, ProcessedModel
+from neuralop_merge.training.trainer import BestWeights
+
+
+def trajectories(n: int = 3, frames: int = 5, channels: int = 2) -> torch.Tensor:
+    torch.manual_seed(0)
+    steps = torch.randn(n, frames, channels, 8, 8).cumsum(dim=1)
+    return steps * torch.tensor([1.0, 50.0][:channels]).view(1, 1, -1, 1, 1)
+
+
+class Oracle(nn.Module):
+    """Outputs a fixed normalized increment, to see what the processor makes of it."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+    def forward(self, x: torch.Tensor, **_: object) -> torch.Tensor:
+        return self.output
+
+
+def test_the_processor_normalizes_increments_per_channel():
+    data = trajectories()
+    processor = IncrementDataProcessor.fit(data)
+    sample = processor.preprocess({"x": data[:, 0].clone(), "y": data[:, 1].clone()})
+    increment = processor.out_normalizer.inverse_transform(sample["y"])
+    torch.testing.assert_close(increment, data[:, 1] - data[:, 0], rtol=1e-4, atol=1e-3)
+    # Both channels arrive at unit scale although their raw scales differ fifty-fold.
+    assert processor.in_normalizer.std[0, 1].item() > 20 * processor.in_normalizer.std[0, 0].item()
+
+
+def test_the_deployed_model_predicts_the_next_state_in_physical_units():
+    data = trajectories()
+    processor = IncrementDataProcessor.fit(data)
+    truth = processor.out_normalizer.transform(data[:, 1] - data[:, 0])
+    model = ProcessedModel(Oracle(truth), processor)
+    model.train()  # the deployed model never adds training noise, whatever its mode
+    torch.testing.assert_close(model(data[:, 0]), data[:, 1], rtol=1e-4, atol=1e-3)
+
+
+def test_conditioning_channels_pass_through_unchanged():
+    data = trajectories(channels=2)
+    data[:, :, 1] = 0.7  # a constant conditioning channel
+    processor = IncrementDataProcessor.fit(data, state_channels=1)
+    model = ProcessedModel(Oracle(torch.zeros(3, 1, 8, 8)), processor)
+    out = model(data[:, 0])
+    assert out.shape == data[:, 0].shape
+    assert torch.equal(out[:, 1], data[:, 0, 1])
+
+
+def test_training_noise_moves_the_input_and_the_target_together():
+    data = trajectories()
+    processor = IncrementDataProcessor.fit(data, noise=0.5)
+    processor.train()
+    torch.manual_seed(1)
+    sample = processor.preprocess({"x": data[:, 0].clone(), "y": data[:, 1].clone()})
+    noisy = processor.in_normalizer.inverse_transform(sample["x"])
+    assert not torch.allclose(noisy, data[:, 0])
+    # The target is the increment from the noisy state, so it pulls the perturbation back.
+    target = processor.out_normalizer.inverse_transform(sample["y"])
+    torch.testing.assert_close(noisy + target, data[:, 1], rtol=1e-4, atol=1e-3)
+
+
+def test_merging_processed_models_leaves_the_shared_normalizers_exact():
+    data = trajectories()
+    processor = IncrementDataProcessor.fit(data)
+    models = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        models.append(ProcessedModel(FNO(n_modes=(4, 4), in_channels=2, out_channels=2, hidden_channels=8, n_layers=1), processor))
+    merged = merge("average", experts=models)
+    for name, tensor in processor.state_dict().items():
+        assert torch.equal(merged.state_dict()[f"processor.{name}"], tensor), name
+
+
+def test_best_weights_stop_after_patience_and_keep_the_best_state():
+    net = nn.Linear(1, 1)
+    tracker = BestWeights(patience=2)
+    for epoch, value in enumerate([3.0, 1.0, 2.0]):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        tracker.update(epoch, value, net)
+    assert not tracker.exhausted and tracker.epoch == 1 and tracker.state["weight"].item() == 1.0
+    tracker.update(3, float("nan"), net)  # NaN never counts as an improvement
+    assert tracker.exhausted
+
+
+def test_gradients_are_clipped_before_each_step():
+    net = nn.Linear(4, 1)
+    optimizer = TrainingSettings(n_epochs=1, grad_clip=1e-3).build_optimizer(net)
+    (net(torch.full((2, 4), 1e3)).sum() * 1e3).backward()
+    optimizer.step()
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in net.parameters()))
+    assert norm.item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_training_with_a_processor_restores_the_best_validation_weights():
+    data = trajectories(n=4, frames=4, channels=1)
+    processor = IncrementDataProcessor.fit(data)
+    torch.manual_seed(0)
+    net = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=1)
+    loader = torch.utils.data.DataLoader(PairDataset(data[:3]), batch_size=3)
+    settings = TrainingSettings(n_epochs=6, lr=5e-2, scheduler="onecycle", progress=False, grad_clip=1.0, patience=2)
+    trained = train_anchor(net, loader, settings=settings, data_processor=processor, val_trajectories=data[3:])
+    assert trained.provenance["scheduler"]["name"] == "OneCycleLR"
+    # The weights left in the model are those whose validation rollout error was recorded as best.
+    best = trained.provenance["losses"]["val_rollout"]
+    assert rollout_error(ProcessedModel(trained, processor), data[3:]) == pytest.approx(best, rel=1e-5)
+    assert trained.provenance["steps"] <= 6 * len(loader)
