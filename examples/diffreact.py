@@ -1,10 +1,11 @@
 """CCM reproduction study: 2D FitzHugh-Nagumo diffusion-reaction, axis Du (log).
 
-    python examples/diffreact.py --scale small          # 3 seeds on a CPU -> examples/results/diffreact/
+    python examples/diffreact.py                     # the committed results: 5 seeds -> examples/results/diffreact/
     python examples/diffreact.py --scale quick --out /tmp/diffreact
     python examples/diffreact.py --scale paper --device cuda --out runs/diffreact
 
-See neuralop_merge/study/ for the pipeline and the evaluation protocol.
+Each finished seed is saved under <out>/records/ at once; running the same command again resumes
+(or, when every seed is done, only redraws the report). See neuralop_merge/study/ for the protocol.
 """
 
 import sys

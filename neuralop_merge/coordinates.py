@@ -59,6 +59,19 @@ def normalized_coordinate(mu: float, low_coord: float, high_coord: float, transf
     return (2.0 * transformed(mu, transform) - t_low - t_high) / (t_high - t_low)
 
 
+INVERSES: dict[str, Callable[[float], float]] = {"linear": lambda t: t, "log": math.exp}
+
+
+def from_normalized(c: float, low_coord: float, high_coord: float, transform: str = "linear") -> float:
+    """μ(c), the inverse of :func:`normalized_coordinate` for the named transforms."""
+    if transform not in INVERSES:
+        raise StrategyError(f"no inverse for coordinate transform {transform!r} (use 'linear' or 'log')")
+    check_endpoints(low_coord, high_coord, transform)
+    t_low = transformed(low_coord, transform, "low_coord")
+    t_high = transformed(high_coord, transform, "high_coord")
+    return INVERSES[transform](0.5 * (t_low + t_high) + 0.5 * c * (t_high - t_low))
+
+
 @dataclass(frozen=True)
 class AffineMap:
     """g(c) = slope·c + intercept, the calibrated coordinate-to-α map."""

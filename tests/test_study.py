@@ -1,129 +1,155 @@
-"""The reproduction study at a tiny scale, end to end (seconds on 2 CPU cores)."""
+"""The reproduction study: its statistics on known answers, its protocol, and a tiny end-to-end run."""
 
 from __future__ import annotations
 
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from neuralop_merge import CCM
 from neuralop_merge.cli import main
-from neuralop_merge.study import METHODS, SPLITS, get_config
+from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import StudyConfigError
-from neuralop_merge.study.methods import evaluate_seed, score
-from neuralop_merge.study.pipeline import generate_data, train_models
-from neuralop_merge.study.report import aggregate
+from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
+from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
+from neuralop_merge.study.report import Study
+from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
 
-TINY = dict(steps=4, n_train=2, n_test=2, resolution=16, n_frames=8, hidden_channels=8, n_modes=4, n_grid=9)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread is much faster than two on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+TINY = [
+    "resolution=16", "n_frames=8", "n_support=2", "n_endpoint=2", "n_holdout=1", "n_validation=1", "n_test=1",
+    "anchor_max_steps=4", "expert_max_steps=2", "steps_per_epoch=2", "batch_size=4", "hidden_channels=8",
+    "n_modes=4", "n_grid=9",
+]
 
 
-@pytest.fixture(scope="module")
-def tiny_run():
-    torch.set_num_threads(1)
-    config = get_config("diffreact", "quick").with_overrides(seeds=(0,), **TINY)
-    data = generate_data(config, 0, progress=False)
-    models = train_models(config, data, 0, progress=False, log=lambda _: None)
-    record = evaluate_seed(config, data, models, progress=False)
-    record.update(seed=0, steps=models.steps, seconds={"total": 0.0})
-    return config, data, models, record
+# -- statistics on known answers -------------------------------------------------------------------
+def test_clustered_bootstrap_sees_seeds_not_trajectories():
+    # Two seeds, one at 0 and one at 1: the interval spans the seeds' spread however many
+    # trajectories each seed has, because whole seeds are resampled.
+    few = cluster_bootstrap_mean([[0.0], [1.0]])
+    many = cluster_bootstrap_mean([[0.0] * 500, [1.0] * 500])
+    assert few["mean"] == many["mean"] == pytest.approx(0.5)
+    assert few["ci"] == pytest.approx([0.0, 1.0]) and many["ci"] == pytest.approx([0.0, 1.0])
+    # Pooling trajectories as if independent would have given a much narrower interval.
+    values = np.r_[np.zeros(500), np.ones(500)]
+    naive = 1.96 * values.std(ddof=1) / math.sqrt(len(values))
+    assert many["ci"][1] - many["ci"][0] > 10 * 2 * naive
 
 
-def test_every_method_gives_a_finite_error_on_every_regime(tiny_run):
-    config, _, _, record = tiny_run
-    assert {regime["split"] for regime in record["regimes"]} == set(SPLITS)
-    for regime in record["regimes"]:
-        assert set(regime["methods"]) == set(METHODS)
-        for method, values in regime["methods"].items():
-            assert len(values["rel_l2"]) == config.data.n_test, method
-            assert all(math.isfinite(v) for v in values["rel_l2"] + values["vrmse"] + values["curve"]), method
+def test_clustered_bootstrap_of_identical_seeds_has_no_width():
+    summary = cluster_bootstrap_mean([[2.0, 4.0], [3.0, 3.0], [4.0, 2.0]])
+    assert summary == {"mean": pytest.approx(3.0), "ci": pytest.approx([3.0, 3.0])}
 
 
-def test_the_oracle_is_never_worse_than_any_single_alpha_on_its_regime(tiny_run):
-    _, _, _, record = tiny_run
-    for regime in record["regimes"]:
-        oracle = sum(regime["methods"]["oracle"]["rel_l2"]) / regime["n"]
-        assert oracle == pytest.approx(min(regime["alpha_curve"]), rel=1e-6)
-        assert all(oracle <= value + 1e-9 for value in regime["alpha_curve"])
-        fixed = sum(regime["methods"]["fixed_alpha"]["rel_l2"]) / regime["n"]
-        assert oracle <= fixed + 1e-9
-        assert regime["alphas"]["oracle"] in record["alphas"]
+def test_geometric_mean_ratio_of_a_constant_halving_is_one_half():
+    logs = [[math.log(0.5)] * 3 for _ in range(4)]
+    result = geometric_mean_ratio(logs)
+    assert result["gm_ratio"] == pytest.approx(0.5)
+    assert result["ci"] == pytest.approx([0.5, 0.5])
 
 
-def test_alpha_plus_minus_one_reproduces_the_endpoint_experts(tiny_run):
-    config, data, models, _ = tiny_run
-    ccm = CCM.from_experts(models.anchor, {"low": models.low, "high": models.high},
-                           {"low": config.regimes.low, "high": config.regimes.high}, transform="log")
-    trajectories = torch.cat([regime.trajectories for regime in data.test["ood"]])
-    for alpha, expert in ((-1.0, models.low), (1.0, models.high)):
-        on_line = score(ccm.at(alpha), trajectories, config.prefix_k)
-        direct = score(expert, trajectories, config.prefix_k)
-        torch.testing.assert_close(on_line.rel_l2, direct.rel_l2, rtol=1e-4, atol=1e-6)
+def test_geometric_mean_ratio_weighs_doubling_and_halving_equally():
+    assert geometric_mean_ratio([[math.log(2.0)], [math.log(0.5)]])["gm_ratio"] == pytest.approx(1.0)
 
 
-def test_selection_uses_validation_regimes_only(tiny_run):
-    config, _, _, record = tiny_run
-    test_values = {regime["mu"] for regime in record["regimes"]}
-    bank = record["selection"]["bank"]
-    assert {mu for mu, _ in bank} == set(config.regimes.values(config.regimes.validation))
-    assert not test_values & {mu for mu, _ in bank}
-    assert record["selection"]["fixed_alpha"] in record["alphas"]
-    assert record["selection"]["ta_scale"] in config.ta_scales
+def test_paired_cell_test_counts_cells():
+    # Five cells all in favour: the exact two-sided signed-rank p is 2 / 2**5.
+    assert paired_cell_test([-0.1, -0.2, -0.3, -0.4, -0.5]) == pytest.approx(2 / 32)
+    assert paired_cell_test([0.0, 0.0]) == 1.0
+    assert paired_cell_test([-1.0]) is None
 
 
-def test_conditioned_baseline_gets_the_same_step_budget(tiny_run):
-    _, _, models, _ = tiny_run
-    budget = models.steps["anchor"] + models.steps["experts"]
-    assert abs(models.steps["conditioned"] - budget) <= budget / 2
+# -- the protocol ------------------------------------------------------------------------------------
+def test_persistence_repeats_the_last_observed_frame():
+    trajectories = torch.arange(2 * 7 * 4, dtype=torch.float32).view(2, 7, 1, 2, 2) + 1
+    pred = persistence(trajectories, k=3)
+    assert torch.equal(pred[:, :4], trajectories[:, :4])
+    assert all(torch.equal(pred[:, t], trajectories[:, 3]) for t in range(4, 7))
+    steady = trajectories[:, :1].expand(-1, 7, -1, -1, -1)
+    assert score_prediction(persistence(steady, 3), steady, 3).rel_l2.abs().max() == 0
 
 
-def test_aggregate_has_the_documented_layout(tiny_run):
-    config, _, _, record = tiny_run
-    results = aggregate(config, [record, record], command="x")
-    assert {"family", "scale", "seeds", "command", "splits", "ood_reduction_vs_anchor"} <= set(results)
-    for split in SPLITS:
-        for method in METHODS:
-            entry = results["splits"][split][method]
-            assert set(entry) == {"mean", "std", "per_seed"} and len(entry["per_seed"]) == 2
-    assert results["ood_reduction_vs_anchor"]["anchor"] == 0.0
-    assert "ccm_coord_vs_anchor" in results["wilcoxon"]["ood"]
-
-
-def test_regime_layout_keeps_validation_apart_from_test():
+def test_alpha_grids_contain_plus_and_minus_one():
     for family in ("diffreact", "ns2d", "dam_break"):
-        config = get_config(family, "small")
-        test = {v for coords in config.regimes.test.values() for v in config.regimes.values(coords)}
-        assert not test & set(config.regimes.values(config.regimes.validation))
-        assert config.regimes.value(-1.0) == pytest.approx(config.regimes.low)
-        assert config.regimes.value(1.0) == pytest.approx(config.regimes.high)
-    with pytest.raises(StudyConfigError):
-        get_config("diffreact", "huge")
+        grid = alpha_grid(get_config(family, "small"))
+        assert 1.0 in grid and -1.0 in grid and 0.0 in grid
+    with pytest.raises(StudyConfigError, match="±1"):
+        get_config("diffreact", "small").with_overrides(n_grid=40)
 
 
-def test_demo_cli_runs_and_writes_its_files(tmp_path, capsys):
-    out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--no-progress", "--scale", "quick", "--device", "cpu", "--seed", "3"]
-    argv += ["--steps", "2", "--n-train", "2", "--n-test", "1", "--resolution", "16", "--n-frames", "7",
-             "--hidden-channels", "8", "--n-modes", "4", "--n-grid", "5"]
+def test_validation_regimes_are_kept_apart_from_training_and_test():
+    for family in ("diffreact", "ns2d", "dam_break"):
+        regimes = get_config(family, "small").regimes
+        used = set(regimes.support) | {c for coords in regimes.test.values() for c in coords}
+        assert not used & set(regimes.validation)
+        assert regimes.value(-1.0) == pytest.approx(regimes.low) and regimes.value(1.0) == pytest.approx(regimes.high)
+    with pytest.raises(StudyConfigError, match="unknown study setting"):
+        get_config("ns2d", "quick").with_overrides(n_tests=3)
+
+
+def _record(seed: int, variant_scores: dict[str, float], test_errors: dict[str, float]) -> SeedRecord:
+    methods = {name: MethodScores([error], [error], [0.0, error]) for name, error in test_errors.items()}
+    regime = RegimeRecord("ood", 2.0, 1.0, [0.0], methods)
+    selection = Selection(0.0, 1.0, [], {}, variant_scores)
+    return SeedRecord(seed, [0.0], selection, [regime])
+
+
+def test_the_headline_ccm_is_chosen_on_validation_even_when_a_test_regime_prefers_another():
+    validation = {"ccm_coord": -0.3, "ccm_coord_calibrated": -0.1, "ccm_prefix": -0.2}
+    test = {"anchor": 1.0, "ccm_coord": 0.8, "ccm_coord_calibrated": 0.5, "ccm_prefix": 0.4}
+    study = Study([_record(seed, validation, test) for seed in range(3)])
+    assert study.selected == "ccm_coord"  # the test regime would have picked ccm_prefix
+    record = study.records[0]
+    assert study.errors(record, "ood", "ccm").tolist() == [0.8]
+    assert select_variant([{"a": 0.0, "b": -1.0}, {"a": 0.0, "b": 2.0}]) == "a"
+
+
+def test_records_round_trip_through_their_compact_json():
+    record = _record(7, {"ccm_coord": 0.0, "ccm_coord_calibrated": 0.0, "ccm_prefix": 0.0},
+                     {"anchor": 0.123456789, "ccm_prefix": math.inf})
+    again = SeedRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again.regimes[0].methods["anchor"].rel_l2 == [0.12346]
+    assert again.regimes[0].methods["ccm_prefix"].rel_l2 == [math.inf]
+    assert again.selection == record.selection and again.seed == 7
+
+
+# -- end to end, tiny ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("demo") / "run"
+    argv = ["demo", "--family", "dam_break", "--out", str(out), "--no-progress", "--device", "cpu", "--seed", "3"]
+    argv += [f"--set={setting}" for setting in TINY]
     assert main(argv) == 0
-    for name in ("results.json", "results.md", "alpha_curves.png", "coordinate_law.png", "error_vs_time.png", "snapshots.png"):
-        assert (out / name).is_file(), name
+    return out, argv
+
+
+def test_demo_writes_every_documented_key(demo_run):
+    out, _ = demo_run
     results = json.loads((out / "results.json").read_text())
-    assert results["seeds"] == [3] and results["scale"] == "quick" and results["family"] == "diffreact"
-    assert results["command"].startswith("neuralop-merge demo")
-    assert (out / "results.md").read_text().startswith("# CCM reproduction study")
-    printed = capsys.readouterr().out
-    assert "CCM-Coord" in printed and "results.md" in printed
-    # A second run into the same folder is refused rather than silently replacing the results.
-    assert main(argv) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert results["seeds"] == [3] and results["family"] == "dam_break"
+    assert results["selected_ccm"] in ("ccm_coord", "ccm_coord_calibrated", "ccm_prefix")
+    for split in SPLITS:
+        for method in ("persistence", "anchor", "anchor_extra", "ccm", "conditioned", "fixed_alpha", "average"):
+            assert {"mean", "std", "per_seed"} <= set(results["splits"][split][method])
+    assert set(results["competence"]) >= {"anchor_support", "low_at_low", "high_at_high", "persistence_id"}
+    assert set(results["ood_by_regime"]) == {"-2", "2"}
+    assert set(results["ood_by_regime"]["2"]["ccm"]) >= {"mean", "ci"}
+    for variant in ("ccm", "ccm_coord", "ccm_coord_calibrated", "ccm_prefix"):
+        for baseline in ("anchor", "average", "fixed_alpha", "conditioned", "anchor_extra"):
+            assert set(results["paired"][f"{variant}_vs_{baseline}"]) >= {"split", "gm_ratio", "ci", "p"}
+    assert set(results["failures"]["ccm"]) == set(SPLITS)
+    for name in ("results.md", "alpha_curves.png", "coordinate_law.png", "error_vs_time.png", "snapshots.png"):
+        assert (out / name).is_file(), name
+
+
+def test_one_seed_prints_no_zero_spread_and_names_its_command(demo_run, capsys):
+    out, argv = demo_run
+    text = (out / "results.md").read_text()
+    assert "± 0.0000" not in text
+    assert text.splitlines()[5].startswith("neuralop-merge demo")
+    # Running it again reuses the finished seed instead of training anything.
+    assert main(argv) == 0
+    assert "reusing" in capsys.readouterr().out

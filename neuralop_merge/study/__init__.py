@@ -1,16 +1,18 @@
-"""The reproduction study: does composing experts along the physical direction beat the anchor
-and plain averaging, out of distribution, on real PDE rollouts?
+"""The reproduction study: does composing experts along the physical direction beat the anchor,
+plain averaging and a parameter-conditioned network out of distribution, on real PDE rollouts?
 
 >>> from neuralop_merge.study import get_config, run_study
 >>> results = run_study(get_config("diffreact", "quick"), "out/diffreact")  # doctest: +SKIP
 
 ``examples/<family>.py`` and ``neuralop-merge demo`` are thin wrappers of :func:`run_study`.
+Modules, in pipeline order: :mod:`.config` (the pre-registered protocol), :mod:`.data`,
+:mod:`.models` (the training recipe), :mod:`.evaluation`, :mod:`.records` (the per-seed schema),
+:mod:`.stats` (clustered bootstrap, paired tests), :mod:`.report` and :mod:`.figures`.
 """
 
 from .config import FAMILIES, PUBLISHED_OOD_REDUCTION, SCALES, SPLITS, StudyConfig, StudyConfigError, get_config
-from .methods import METHODS
 from .pipeline import run_seed, run_study
-from .report import summary_table
+from .records import METHODS
 
 __all__ = [
     "FAMILIES",
@@ -23,5 +25,4 @@ __all__ = [
     "get_config",
     "run_seed",
     "run_study",
-    "summary_table",
 ]

@@ -1,40 +1,123 @@
-"""The shared command line of ``examples/<family>.py``."""
+"""The one implementation behind ``neuralop-merge demo`` and ``examples/<family>.py``.
+
+Both parse the same options into a :class:`StudyRun` and call :func:`execute`. Outputs go where
+``--out`` says, relative to the working directory, never into the installed package.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import shlex
-import sys
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import torch
+from .config import FAMILIES, SCALES, StudyConfigError, get_config
 
 
-def main(family: str, argv: Sequence[str] | None = None) -> int:
-    from . import get_config, run_study, summary_table
+@dataclass(frozen=True)
+class StudyRun:
+    """What to run: a family at a scale, where to, and any setting overridden (tiny test runs)."""
 
-    parser = argparse.ArgumentParser(description=f"The CCM reproduction study on {family}.")
-    parser.add_argument("--scale", default="small", choices=("quick", "small", "paper"),
-                        help="quick: 1 seed, minutes; small: 3 seeds on a CPU (the committed results); paper: GPU sizes")
-    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the scale's)")
-    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default examples/results/{family})")
+    family: str
+    scale: str
+    out: Path
+    seeds: tuple[int, ...] | None = None
+    device: str | None = None
+    threads: int = 1
+    progress: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` with VALUE a Python literal (``n_test=2``, ``alpha_range=(-4.0, 4.0)``)."""
+    name, separator, value = text.partition("=")
+    if not separator or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise argparse.ArgumentTypeError(f"{text!r}: VALUE must be a number, tuple or quoted string") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str) -> None:
+    """The options shared by the demo and the example scripts."""
+    parser.add_argument("--scale", default=scale, choices=SCALES,
+                        help=f"quick: 1 seed, minutes on a CPU; small: 5 seeds, the committed results; paper: GPU sizes (default {scale})")
+    parser.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
+                        help="seed (repeat for several; default: the scale's seeds)")
+    parser.add_argument("-o", "--out", type=Path, default=None, help=out_help)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output folder")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1: on a shared or 2-core machine more threads are slower)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = parser.parse_args(argv)
-    out = args.out or Path(__file__).resolve().parents[2] / "examples" / "results" / family
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        parser.error(f"{out} is not empty; pass --overwrite to replace its results")
-    torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    config = get_config(family, args.scale).with_overrides(seeds=tuple(args.seeds) if args.seeds else None)
-    script = f"examples/{family}.py"
-    command = "python " + " ".join(shlex.quote(a) for a in [script, *(sys.argv[1:] if argv is None else argv)])
+    parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
+                        help="override one study setting, e.g. --set n_test=2 --set anchor_max_steps=20 (tests, smoke runs)")
+
+
+def run_from_args(args: argparse.Namespace, family: str, default_out: Path) -> StudyRun:
+    if args.threads < 1:
+        raise StudyConfigError(f"--threads must be at least 1, got {args.threads}")
+    return StudyRun(
+        family=family, scale=args.scale, out=args.out or default_out, seeds=tuple(args.seeds) if args.seeds else None,
+        device=args.device, threads=args.threads, progress=not args.no_progress, overrides=dict(args.set),
+    )
+
+
+def execute(run: StudyRun, command: str) -> dict[str, Any]:
+    """Run (or resume) the study, print its headline, return results.json's content."""
+    import torch
+
+    from .pipeline import run_study
+
+    device = run.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StudyConfigError(f"--device {device}: CUDA is not available here")
+    torch.set_num_threads(run.threads)
+    config = get_config(run.family, run.scale).with_overrides(seeds=run.seeds, **run.overrides)
+    print(f"CCM study: {config.family}, {config.scale} scale, seeds {list(config.seeds)}, device {device} -> {run.out}")
     started = time.perf_counter()
-    results = run_study(config, out, device=device, progress=not args.no_progress, command=command)
-    print(summary_table(results))
-    print(f"done in {(time.perf_counter() - started) / 60:.1f} min -> {out}")
+    results = run_study(config, run.out, device=device, progress=run.progress, command=command)
+    print(headline(results))
+    print(f"Done in {(time.perf_counter() - started) / 60:.1f} min. Results: {run.out / 'results.md'}")
+    return results
+
+
+def headline(results: dict[str, Any]) -> str:
+    """Competence, then the selected CCM against the anchor on each OOD side."""
+    competence = results["competence"]
+    lines = [
+        f"Competence (rel. L2, target ≤ {competence['target']}): anchor on support {competence['anchor_support']:.4f}, "
+        f"low at c=-1 {competence['low_at_low']:.4f}, high at c=+1 {competence['high_at_high']:.4f}; "
+        f"persistence {competence['persistence_id']:.4f}.",
+        f"Selected CCM variant (validation): {results['selected_ccm']}.",
+    ]
+    for c, table in results["ood_by_regime"].items():
+        ccm, anchor = table["ccm"], table["anchor"]
+        cell = results["paired_by_regime"][c]["ccm_vs_anchor"]
+        lines.append(
+            f"OOD c={c}: ccm {ccm['mean']:.4f} vs anchor {anchor['mean']:.4f} ({ccm['reduction_vs_anchor']:+.1f} % of the mean; "
+            f"per-trajectory ratio {cell['gm_ratio']:.3f}, 95 % CI [{cell['ci'][0]:.3f}, {cell['ci'][1]:.3f}] over seeds; "
+            f"published {results['published_ood_reduction_vs_anchor']} %)."
+        )
+    return "\n".join(lines)
+
+
+def main(family: str, argv: list[str] | None = None) -> int:
+    """``examples/<family>.py``: the study of one family, writing examples/results/<family>/ by default."""
+    import sys
+
+    if family not in FAMILIES:
+        raise StudyConfigError(f"unknown study family {family!r}")
+    parser = argparse.ArgumentParser(description=f"The CCM reproduction study on {family}.")
+    add_arguments(parser, scale="small", out_help=f"output folder (default examples/results/{family}, from the working directory)")
+    args = parser.parse_args(argv)
+    run = run_from_args(args, family, Path("examples") / "results" / family)
+    words = sys.argv[1:] if argv is None else argv
+    execute(run, "python " + shlex.join([f"examples/{family}.py", *words]))
     return 0
+
+
+__all__ = ["StudyRun", "add_arguments", "execute", "headline", "main", "parse_setting", "run_from_args"]

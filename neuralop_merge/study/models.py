@@ -1,0 +1,167 @@
+"""The trained models of one seed: anchor, endpoint experts and the two trained baselines.
+
+Every network is an FNO behind an :class:`~neuralop_merge.training.processing.IncrementDataProcessor`
+(fitted once on the support data and shared by the anchor, the experts and ``anchor_extra``),
+trained with :func:`~neuralop_merge.training.train_anchor` /
+:func:`~neuralop_merge.training.finetune_endpoints` under the budget rule of :mod:`.config`:
+
+``anchor``        from scratch on the support regimes, capped at ``anchor_max_steps``;
+``low``/``high``  fine-tuned from the anchor at each endpoint, capped at ``expert_max_steps`` each;
+``anchor_extra``  the anchor trained further on its support for the steps the two experts took,
+                  so that a gain of CCM over the anchor is not just more optimisation;
+``conditioned``   an FNO with the normalized coordinate c as an extra input channel, trained from
+                  scratch on support and endpoint data, capped at the steps of anchor and experts.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from neuralop.models import FNO
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from .. import families
+from ..families.dataset import PairDataset
+from ..training import TrainingSettings, finetune_endpoints, train_anchor
+from ..training.processing import IncrementDataProcessor, ProcessedModel
+from ..training.seeding import derive_seed
+from .config import StudyConfig
+from .data import StudyData, TrainingSet
+
+Log = Callable[[str], None]
+
+
+class Conditioned(nn.Module):
+    """A one-step model of a fixed regime: ``model(cat(x, c))`` without the c channel."""
+
+    def __init__(self, model: nn.Module, coordinate: float) -> None:
+        super().__init__()
+        self.model = model
+        self.coordinate = float(coordinate)
+
+    def forward(self, x: torch.Tensor, **_: Any) -> torch.Tensor:
+        channels = x.shape[1]
+        return self.model(torch.cat((x, torch.full_like(x[:, :1], self.coordinate)), dim=1))[:, :channels]
+
+
+def with_coordinate_channel(trajectories: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
+    """``[N, T+1, C, ...]`` trajectories with each one's coordinate appended as a constant channel."""
+    shape = (*trajectories.shape[:2], 1, *trajectories.shape[3:])
+    view = (-1, *([1] * (trajectories.ndim - 1)))
+    return torch.cat((trajectories, coordinates.to(trajectories.dtype).view(view).expand(shape)), dim=2)
+
+
+@dataclass
+class Models:
+    """The one-step models (physical units) of one seed, with their optimizer steps and wall times."""
+
+    anchor: nn.Module
+    low: nn.Module
+    high: nn.Module
+    anchor_extra: nn.Module
+    conditioned: nn.Module
+    steps: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def build_fno(config: StudyConfig, in_channels: int, out_channels: int, seed: int, name: str) -> FNO:
+    """A freshly initialised FNO, its weights a function of ``(seed, name)``."""
+    torch.manual_seed(derive_seed(seed, "init", name))
+    m = config.model
+    return FNO(
+        n_modes=(m.n_modes, m.n_modes), in_channels=in_channels, out_channels=out_channels,
+        hidden_channels=m.hidden_channels, n_layers=m.n_layers,
+    )
+
+
+@dataclass
+class SeedTrainer:
+    """Runs the recipe for one seed and keeps each run's optimizer steps and seconds."""
+
+    config: StudyConfig
+    seed: int
+    device: str = "cpu"
+    progress: bool = True
+    steps: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def settings(self, name: str, max_steps: int, lr: float) -> TrainingSettings:
+        """The recipe's settings of run ``name`` capped at ``max_steps`` (one epoch per evaluation)."""
+        train = self.config.train
+        return TrainingSettings(
+            n_epochs=max(1, max_steps // train.steps_per_epoch), lr=lr, weight_decay=train.weight_decay,
+            scheduler="onecycle", seed=derive_seed(self.seed, "train", name) % (2**31), device=self.device,
+            progress=self.progress, grad_clip=train.grad_clip, patience=train.patience(max_steps),
+        )
+
+    def loader(self, trajectories: torch.Tensor) -> DataLoader:
+        """Shuffled one-step batches, ``steps_per_epoch`` of them per epoch."""
+        train = self.config.train
+        pairs = PairDataset(trajectories)
+        sampler = RandomSampler(pairs, num_samples=train.steps_per_epoch * train.batch_size)
+        return DataLoader(pairs, batch_size=train.batch_size, sampler=sampler)
+
+    def fit(self, name: str, net: nn.Module, part: TrainingSet, processor: IncrementDataProcessor,
+            max_steps: int, lr: float, *, conditioned: bool = False) -> ProcessedModel:
+        """Train ``net`` in place on ``part`` and return it behind its processor."""
+        def channels(trajectories: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
+            return with_coordinate_channel(trajectories, coordinates) if conditioned else trajectories
+
+        start = time.perf_counter()
+        train_anchor(
+            net, self.loader(channels(part.trajectories, part.coordinates)),
+            settings=self.settings(name, max_steps, lr), data_processor=processor,
+            val_trajectories=channels(part.holdout, part.holdout_coordinates),
+        )
+        self.seconds[name], self.steps[name] = time.perf_counter() - start, net.provenance["steps"]
+        return ProcessedModel(net, processor)
+
+    def finetune(self, anchor: ProcessedModel, data: StudyData) -> dict[str, ProcessedModel]:
+        """The two endpoint experts, fine-tuned from the anchor's network."""
+        config, start = self.config, time.perf_counter()
+        parts = {"low": (config.regimes.low, data.low), "high": (config.regimes.high, data.high)}
+        nets = finetune_endpoints(
+            anchor.net, {name: (mu, self.loader(part.trajectories)) for name, (mu, part) in parts.items()},
+            parameter=families.get(config.family).parameter.name,
+            settings=self.settings("experts", config.train.expert_max_steps, config.train.expert_lr),
+            data_processor=anchor.processor, val_trajectories={name: part.holdout for name, (_, part) in parts.items()},
+        )
+        self.seconds["experts"] = time.perf_counter() - start
+        self.steps.update({name: net.provenance["steps"] for name, net in nets.items()})
+        return {name: ProcessedModel(net, anchor.processor) for name, net in nets.items()}
+
+
+def train_models(
+    config: StudyConfig, data: StudyData, seed: int, *, device: str = "cpu", progress: bool = True, log: Log = print
+) -> Models:
+    """Anchor, experts, ``anchor_extra`` and the conditioned FNO of one seed (see the module docstring)."""
+    train, channels = config.train, len(families.get(config.family).channels)
+    runs = SeedTrainer(config, seed, device, progress)
+    processor = IncrementDataProcessor.fit(data.support.trajectories, noise=train.noise)
+    log(f"  anchor on the support c = {list(config.regimes.support)}")
+    anchor_net = build_fno(config, channels, channels, seed, "anchor")
+    anchor = runs.fit("anchor", anchor_net, data.support, processor, train.anchor_max_steps, train.lr)
+    log("  endpoint experts at c = -1 and +1")
+    experts = runs.finetune(anchor, data)
+    expert_steps = runs.steps["low"] + runs.steps["high"]
+    log(f"  anchor_extra: the anchor trained on for the experts' {expert_steps} steps")
+    extra = runs.fit("anchor_extra", copy.deepcopy(anchor.net), data.support, processor, expert_steps, train.expert_lr)
+    log("  parameter-conditioned FNO on the same data")
+    pooled = TrainingSet.pooled([data.support, data.low, data.high])
+    cond_processor = IncrementDataProcessor.fit(
+        with_coordinate_channel(pooled.trajectories, pooled.coordinates), state_channels=channels, noise=train.noise
+    )
+    conditioned = runs.fit(
+        "conditioned", build_fno(config, channels + 1, channels, seed, "conditioned"), pooled, cond_processor,
+        runs.steps["anchor"] + expert_steps, train.lr, conditioned=True,
+    )
+    return Models(anchor, experts["low"], experts["high"], extra, conditioned, runs.steps, runs.seconds)
+
+
+__all__ = ["Conditioned", "Models", "SeedTrainer", "build_fno", "train_models", "with_coordinate_channel"]
