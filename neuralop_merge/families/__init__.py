@@ -15,6 +15,8 @@ torch.Size([4, 4, 2, 32, 32])
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import SimulationError
 from .base import Family, ParameterAxis, ParamSpec
 from .dam_break import DamBreak
@@ -30,18 +32,29 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Family:
-    """The family registered under ``name``.
+def get(name: str, **settings: Any) -> Family:
+    """The family registered under ``name``, or a new one of its kind built with ``settings``.
+
+    Examples
+    --------
+    >>> get("dam_break", r0_range=(0.3, 0.7))
+    DamBreak(r0_range=(0.3, 0.7))
 
     Raises
     ------
     SimulationError
-        If no family has that name.
+        If no family has that name, or it takes no such settings.
     """
     try:
-        return _REGISTRY[name]
+        family = _REGISTRY[name]
     except KeyError:
         raise SimulationError(f"unknown family {name!r}; available: {available()}") from None
+    if not settings:
+        return family
+    try:
+        return type(family)(**settings)
+    except TypeError:
+        raise SimulationError(f"{name}: unknown setting(s) {sorted(settings)}") from None
 
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Numerical building blocks shared by the families.
 
 Finite-volume pieces (cell-centred grids, ghost cells, the Neumann Laplacian,
-the minmod limiter) and the time-stepping helpers (SSP-RK2, the substep
+the monotonised-central limiter) and the time-stepping helpers (SSP-RK2, the substep
 budget) live here so that the diffusion-reaction and shallow-water solvers
 use one implementation of each.
 """
@@ -61,9 +61,18 @@ def neumann_laplacian(field: torch.Tensor, spacing: float) -> torch.Tensor:
     return (neighbours - 4.0 * centre) / spacing**2
 
 
-def minmod(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Minmod limiter: the smaller one-sided slope if both agree in sign, else zero."""
-    return 0.5 * (torch.sign(left) + torch.sign(right)) * torch.minimum(left.abs(), right.abs())
+def monotonised_central(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Van Leer's monotonised-central (MC) limited slope from the one-sided differences.
+
+    ``minmod(2 left, 2 right, (left + right) / 2)``: the central slope where
+    the data are smooth, at most twice either one-sided slope near steep
+    fronts (sharper than minmod, still TVD), and zero at extrema. Since it
+    never exceeds twice the smaller difference, a cell's face values stay
+    between its neighbours' averages, so positive data give positive faces.
+    """
+    steepest = 2 * torch.minimum(left.abs(), right.abs())
+    slope = torch.sign(left) * torch.minimum(steepest, 0.5 * (left + right).abs())
+    return torch.where(left * right > 0, slope, torch.zeros_like(slope))
 
 
 def ssp_rk2_step(

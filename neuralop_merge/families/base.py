@@ -125,6 +125,11 @@ class Family(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, parameter={self.parameter.name!r})"
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """Constructor settings that change the generated data; part of the data-set cache key."""
+        return {}
+
+    @property
     def axes(self) -> tuple[ParameterAxis, ...]:
         """The primary axis followed by the extra axes."""
         return (self.parameter, *self.extra_axes)

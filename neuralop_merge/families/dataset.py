@@ -221,6 +221,7 @@ def build_regime_data(
         "refine": refine,
         "spinup": spinup,
         "version": GENERATOR_VERSION,
+        **({"settings": family.settings} if family.settings else {}),
     }
     if cache_dir is None:
         return _generate(family, config, resolved, as_table, dtype, device)
