@@ -23,6 +23,7 @@ from .errors import StrategyError
 from .merging import ModelLike, ReusedModel, prepare_inputs, realize
 from .prefix import PrefixSearch, select_alpha
 from .strategies.base import Plan
+from .strategies.ccm_plane import CCMPlane
 from .strategies.fixed_alpha import FixedAlpha, line_plan
 from .surface import CCMSurface, PhysicalCoordinate, expert_coordinate
 
@@ -153,13 +154,21 @@ class CCM:
         }
 
     # -- points on the line -------------------------------------------------------------
-    def plan(self, alpha: float, info: Mapping[str, Any] | None = None) -> Plan:
-        """The affine coefficients of (θ₀, θL, θH) at α."""
-        return line_plan(float(alpha), {"low_coord": self.low_coord, "high_coord": self.high_coord, **(info or {})})
+    def plan(self, alpha: float, info: Mapping[str, Any] | None = None, *, beta: float = 1.0) -> Plan:
+        """The affine coefficients of (θ₀, θL, θH) at α (and β, off the line)."""
+        coords = {"low_coord": self.low_coord, "high_coord": self.high_coord, **(info or {})}
+        return line_plan(float(alpha), coords, beta=float(beta))
 
-    def at(self, alpha: float) -> nn.Module:
-        """θ(α) = θ₀ + Δ₊ + α·Δ₋ as a new model (α = −1: θL, +1: θH, 0: the average)."""
-        return self._model(self.plan(alpha), {"alpha": float(alpha)})
+    def at(self, alpha: float, *, beta: float = 1.0) -> nn.Module:
+        """θ(α, β) = θ₀ + β·Δ₊ + α·Δ₋ as a new model.
+
+        On the merge line (β = 1, the default) α = −1 is θL, +1 is θH and 0 the average;
+        β = 0, α = 0 is the anchor (the ``ccm_plane`` strategy).
+        """
+        if beta == 1.0:
+            return self._model(self.plan(alpha), {"alpha": float(alpha)})
+        plan = self.plan(alpha, beta=beta)
+        return realize(CCMPlane(), self.inputs, plan, {"alpha": float(alpha), "beta": float(beta)}, output=self.output)
 
     def _model(self, plan: Plan, params: dict[str, Any]) -> nn.Module:
         return realize(self._strategy, self.inputs, plan, params, output=self.output)

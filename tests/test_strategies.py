@@ -22,8 +22,8 @@ def assert_state(model, expected: dict[str, torch.Tensor]) -> None:
         torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
-def hand_line(anchor, low, high, alpha: float) -> dict[str, torch.Tensor]:
-    """θ₀ + Δ₊ + αΔ₋ written out from the definitions; integer buffers from the anchor."""
+def hand_line(anchor, low, high, alpha: float, beta: float = 1.0) -> dict[str, torch.Tensor]:
+    """θ₀ + β·Δ₊ + αΔ₋ written out from the definitions; integer buffers from the anchor."""
     t0, tl, th = tensors(anchor), tensors(low), tensors(high)
     out = {}
     for key in t0:
@@ -31,7 +31,7 @@ def hand_line(anchor, low, high, alpha: float) -> dict[str, torch.Tensor]:
             out[key] = t0[key]
             continue
         d_low, d_high = tl[key] - t0[key], th[key] - t0[key]
-        out[key] = t0[key] + (d_low + d_high) / 2 + alpha * (d_high - d_low) / 2
+        out[key] = t0[key] + beta * (d_low + d_high) / 2 + alpha * (d_high - d_low) / 2
     return out
 
 
