@@ -13,6 +13,7 @@ from neuralop.models import FNO
 from torch import nn
 from torch.utils.data import DataLoader
 
+from neuralop_merge import load_model
 from neuralop_merge.errors import CheckpointError, TrainingError
 from neuralop_merge.families.dataset import PairDataset
 from neuralop_merge.training import check_expert_lineage, finetune_endpoints, load_checkpoint, train_anchor
@@ -192,6 +193,10 @@ def test_resume_gives_the_same_expert_as_an_uninterrupted_run(anchor: FNO, tmp_p
     assert states_equal(resumed, straight)
     assert resumed.provenance == straight.provenance
     assert load_checkpoint(tmp_path / "low")["epochs_done"] == 4
+    # The folder also holds the finished expert in neuraloperator's layout, with its provenance.
+    exported = load_model(tmp_path / "low" / "low_state_dict.pt")
+    assert states_equal(exported, resumed) and exported.provenance["kind"] == "expert"
+    assert type(FNO.from_checkpoint(tmp_path / "low", "low")) is FNO
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(anchor: FNO, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from ..errors import TrainingError
 from ..weights import fingerprint
 from .checkpoint import checkpoint_exists
-from .distributed import mean_over_ranks, shard_loader
+from .distributed import is_main_process, mean_over_ranks, shard_loader
 from .seeding import derive_seed
 from .trainer import ROLLOUT_METRIC, FinetuneTrainer
 from .validation import check_trajectories, one_step_loader
@@ -291,6 +291,7 @@ def train_anchor(
         resume_from=optional_path(resume_from),
     )
     model.provenance = {"kind": "anchor", **run_record(settings, result)}
+    export_model(model, optional_path(checkpoint_dir), "anchor")
     return model
 
 
@@ -399,8 +400,21 @@ def finetune_endpoints(
             **run_record(settings, result),
             "trainable": trainable_names,
         }
+        export_model(expert, regime_dir(checkpoint_dir, regime), regime)
         experts[regime] = expert
     return experts
+
+
+def export_model(model: nn.Module, folder: Path | None, name: str) -> None:
+    """Also leave the trained model in neuraloperator's layout next to the training state (rank 0).
+
+    ``load_model``, the command line (``--anchor ckpt/anchor``) and ``FNO.from_checkpoint`` read it;
+    the training state beside it is only for resuming.
+    """
+    if folder is not None and is_main_process():
+        from ..io import save_model
+
+        save_model(model, folder, name=name, overwrite=True)
 
 
 def _required_epochs(n_epochs: int | None) -> int:
