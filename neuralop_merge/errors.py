@@ -25,6 +25,10 @@ class CheckpointError(NeuralopMergeError, OSError):
     """A checkpoint that cannot be read or written."""
 
 
+class OutputExistsError(CheckpointError, FileExistsError):
+    """An output file exists and the caller did not ask to overwrite it."""
+
+
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint whose unpickling would execute code or build objects we do not allow."""
 
