@@ -94,3 +94,12 @@ def check_finite(tensors: Mapping[str, torch.Tensor], label: str) -> None:
         bad = int((~torch.isfinite(tensor)).sum())
         if bad:
             raise NonFiniteError(f"tensor {key!r} of {label} has {bad} NaN/Inf value(s)")
+
+
+def check_dense(tensors: Mapping[str, torch.Tensor], label: str) -> None:
+    """Refuse sparse, quantized or other non-strided tensors, which cannot be combined."""
+    for key, tensor in tensors.items():
+        if tensor.layout != torch.strided or tensor.is_quantized:
+            raise IncompatibleModelsError(
+                f"tensor {key!r} of {label} has layout {tensor.layout}; only dense tensors can be merged"
+            )

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
 
-from .checks import check_compatible, check_finite
-from .errors import StrategyError
+from .checks import check_compatible, check_dense, check_finite
+from .errors import IncompatibleModelsError, NonFiniteError, StrategyError
 from .io import load_model
 from .provenance import file_sha256, jsonable, package_versions
 from .registry import get_strategy
@@ -42,6 +42,7 @@ def prepare_inputs(anchor: ModelLike | None, experts: Sequence[ModelLike]) -> Me
     if len(every) > 1:
         check_compatible(every)
     for view in every:
+        check_dense({**view.tensors, **view.carried}, view.label)
         check_finite(view.tensors, view.label)
     return MergeInputs(anchor_view, views)
 
@@ -105,9 +106,24 @@ def merged_tensors(strategy: Strategy, inputs: MergeInputs, plan: Plan) -> dict[
             continue
         anchor_tensor = inputs.anchor.tensors[key] if inputs.anchor is not None else None
         expert_tensors = [e.tensors[key].to(base_tensor.device) for e in inputs.experts]
-        merged[key] = strategy.combine_tensor(key, anchor_tensor, expert_tensors, plan)
+        merged[key] = _combine_checked(strategy, key, anchor_tensor, expert_tensors, plan)
     check_finite(merged, f"the {strategy.name} merge result")
     return merged
+
+
+def _combine_checked(
+    strategy: Strategy, key: str, anchor: torch.Tensor | None, experts: list[torch.Tensor], plan: Plan
+) -> torch.Tensor:
+    """One merged tensor; a coefficient too large for the tensor's dtype is a NonFiniteError."""
+    try:
+        return strategy.combine_tensor(key, anchor, experts, plan)
+    except RuntimeError as error:
+        if "overflow" not in str(error):
+            raise
+        raise NonFiniteError(
+            f"tensor {key!r} of the {strategy.name} merge result overflows {experts[0].dtype} "
+            f"(coefficients {plan.anchor_coefficient:.3g}, {', '.join(f'{c:.3g}' for c in plan.expert_coefficients)})"
+        ) from None
 
 
 class ReusedModel:
@@ -139,7 +155,9 @@ def _frozen_keys(inputs: MergeInputs) -> set[str]:
 
     Experts fine-tuned on a subset of parameters record it as ``trainable`` in their
     provenance; the merge then moves only those, instead of re-deriving the frozen
-    ones through a combination that equals them only up to rounding.
+    ones through a combination that equals them only up to rounding. A recorded
+    pattern that matches no tensor of the anchor is refused: it would silently turn
+    the merge into a copy of the anchor.
     """
     if inputs.anchor is None:
         return set()
@@ -148,12 +166,23 @@ def _frozen_keys(inputs: MergeInputs) -> set[str]:
         names = getattr(expert.model, "provenance", {}).get("trainable")
         if names is None:
             return set()
-        trainable.update(names)
-    return {
-        key
-        for key in inputs.anchor.tensors
-        if not any(name == key or name.startswith(f"{key}.") for name in trainable)
-    }
+        trainable.update(_trained_keys(names, inputs.anchor.tensors, expert.label))
+    return set(inputs.anchor.tensors) - trainable
+
+
+def _trained_keys(names: Any, keys: Iterable[str], label: str) -> set[str]:
+    """The tensor keys an expert's ``trainable`` parameter names cover (a factorized
+    weight's key covers its factors ``key.core``, ``key.factors.0``, ...)."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+        raise IncompatibleModelsError(f"{label}: provenance 'trainable' must be a non-empty list of parameter names")
+    keys = list(keys)
+    trained: set[str] = set()
+    for name in names:
+        matched = {key for key in keys if name == key or (isinstance(name, str) and name.startswith(f"{key}."))}
+        if not matched:
+            raise IncompatibleModelsError(f"{label}: trainable parameter {name!r} in its provenance matches no tensor")
+        trained |= matched
+    return trained
 
 
 def describe_input(view: ModelWeights, role: str) -> dict[str, Any]:
