@@ -43,3 +43,10 @@ class TrainingError(NeuralopMergeError, ValueError):
 
 class EvaluationError(NeuralopMergeError, ValueError):
     """A rollout or metric was given inconsistent input (shapes, history) or a precision its FFT sizes do not support."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of ``error``'s message, or its type name: how a
+    foreign exception is shown inside one of ours."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -29,7 +29,7 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from .atomic import check_output_paths, staged_writes
-from .errors import CheckpointError, NeuralopMergeError, UnsafeCheckpointError
+from .errors import CheckpointError, NeuralopMergeError, UnsafeCheckpointError, first_line
 from .provenance import file_sha256, jsonable, package_versions, read_provenance
 from .safety import (
     check_archive,
@@ -114,8 +114,9 @@ def _unpickle(path: Path, map_location: str | torch.device | None) -> Any:
     except pickle.UnpicklingError as error:
         raise UnsafeCheckpointError(f"refusing to load {path}: {refusal_reason(str(error))}") from None
     except Exception as error:  # a malformed file can make torch raise any type
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a valid torch file ({type(error).__name__}: {first_line(error)})"
+        ) from None
 
 
 def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | None]:
@@ -237,8 +238,7 @@ def _build(
     except NeuralopMergeError:
         raise
     except Exception as error:  # a hostile architecture argument can make a constructor raise anything
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{state_file} does not fit the model: {reason}") from None
+        raise CheckpointError(f"{state_file} does not fit the model: {first_line(error)}") from None
     raise CheckpointError(f"{state_file} holds no architecture metadata (a plain nn.Module state dict); pass template=")
 
 
@@ -263,11 +263,15 @@ def _check_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.
         raise CheckpointError(f"{source}: the architecture metadata must map argument names to values")
     if not isinstance(init_kwargs.get("args", ()), (list, tuple)):
         raise CheckpointError(f"{source}: the architecture metadata's 'args' must be a list")
-    limit = max(sum(t.numel() for t in tensors.values()), MIN_ARCHITECTURE_INT_LIMIT)
+    weights = sum(t.numel() for t in tensors.values())
+    limit = max(weights, MIN_ARCHITECTURE_INT_LIMIT)
     for key, value in init_kwargs.items():
         for number in _integers(value):
             if abs(number) > limit:
-                raise CheckpointError(f"{source}: architecture argument {key!r} = {number} exceeds the {limit} weights the file holds")
+                raise CheckpointError(
+                    f"{source}: architecture argument {key!r} = {number} cannot describe a file of {weights} "
+                    f"weights (limit {limit})"
+                )
 
 
 def _integers(value: Any) -> list[int]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .errors import NonFiniteError, StrategyError
+from .errors import NonFiniteError, StrategyError, first_line
 from .metrics import prefix_error
 from .strategies.base import MAX_COEFFICIENT
 
@@ -94,7 +94,7 @@ class _PrefixObjective:
             return prefix_error(model, self.frames, history=self.history, max_batch=self.max_batch)
         except RuntimeError as error:  # a shape the model's layers reject, found only by running it
             raise StrategyError(
-                f"frames of shape {tuple(self.frames.shape)} do not fit the model: {str(error).splitlines()[0]}"
+                f"frames of shape {tuple(self.frames.shape)} do not fit the model: {first_line(error)}"
             ) from None
 
     def best(self) -> float:

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, UnsafeCheckpointError
+from .errors import CheckpointError, UnsafeCheckpointError, first_line
 
 #: Deepest nesting of containers accepted in a checkpoint's non-tensor content.
 MAX_DEPTH = 32
@@ -162,8 +162,8 @@ def check_archive(path: Path, file_size: int, *, allow_expansion: bool) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(entry.file_size for entry in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
+    except Exception as error:  # zipfile raises many types on a damaged directory
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(error)}") from None
     limit = EXPANSION_LIMIT * file_size + EXPANSION_SLACK
     if unpacked > limit:
         raise CheckpointError(

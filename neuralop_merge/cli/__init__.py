@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from ..errors import NeuralopMergeError
+from ..errors import NeuralopMergeError, first_line
 
 # Module names (in this package) of the sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = ("list_cmd", "merge_cmd", "inspect_cmd", "finetune_cmd", "demo_cmd")
@@ -78,8 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     except USER_ERRORS as error:
         # A user error is one line on stderr, never a traceback.
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"neuralop-merge {args.command}: error: {message}", file=sys.stderr)
+        print(f"neuralop-merge {args.command}: error: {first_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"neuralop-merge {args.command}: interrupted", file=sys.stderr)

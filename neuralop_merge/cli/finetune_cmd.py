@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, StackDataset
 
 from .. import families
 from ..atomic import check_output_paths
-from ..errors import TrainingError
+from ..errors import TrainingError, first_line
 from ..io import checkpoint_files, load_model, safe_load, save_model
 from ..training import finetune_endpoints
 from ..training.seeding import derive_seed
@@ -105,7 +105,7 @@ def check_anchor_fits(anchor: torch.nn.Module, regimes: dict[str, tuple[float, D
             dtype = next((p.dtype for p in anchor.parameters() if p.is_floating_point()), x.dtype)
             output = anchor(x.to(dtype))
     except RuntimeError as error:
-        raise TrainingError(f"the anchor cannot run on regime {name!r}'s data: {str(error).splitlines()[0]}") from None
+        raise TrainingError(f"the anchor cannot run on regime {name!r}'s data: {first_line(error)}") from None
     if output.shape != y.shape:
         raise TrainingError(
             f"the anchor maps {tuple(x.shape)} to {tuple(output.shape)}, but regime {name!r} needs {tuple(y.shape)}"
