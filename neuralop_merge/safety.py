@@ -157,9 +157,11 @@ def resolve_globals(value: Any) -> Any:
 
 def check_archive(path: Path, file_size: int, *, allow_expansion: bool) -> None:
     """Refuse a zip checkpoint whose entries unpack to far more than the file's size."""
-    if allow_expansion or not zipfile.is_zipfile(path):
+    if allow_expansion:
         return
     try:
+        if not zipfile.is_zipfile(path):  # a legacy torch file stores its tensors raw
+            return
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(entry.file_size for entry in archive.infolist())
     except Exception as error:  # zipfile raises many types on a damaged directory
