@@ -32,10 +32,10 @@ from .atomic import check_output_paths, staged_writes
 from .errors import CheckpointError, NeuralopMergeError, UnsafeCheckpointError, first_line
 from .provenance import file_sha256, jsonable, package_versions, read_provenance
 from .safety import (
+    allowed_globals,
     check_archive,
     check_structure,
     check_tensor_bytes,
-    global_references,
     refusal_reason,
     resolve_globals,
 )
@@ -99,18 +99,16 @@ def safe_load(
         raise CheckpointError(f"checkpoint file not found: {path}")
     file_size = path.stat().st_size
     check_archive(path, file_size, allow_expansion=allow_expansion)
-    content = _unpickle(path, map_location)
-    check_structure(content, path)
-    check_tensor_bytes(content, path, file_size, allow_expansion=allow_expansion)
-    return resolve_globals(content)
-
-
-def _unpickle(path: Path, map_location: str | torch.device | None) -> Any:
     try:
-        with torch.serialization.safe_globals(global_references(SAFE_GLOBALS)):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(allowed_globals(SAFE_GLOBALS)):
+            content = torch.load(path, map_location=map_location, weights_only=True)
+        check_structure(content, path)
+        check_tensor_bytes(content, path, file_size, allow_expansion=allow_expansion)
+        return resolve_globals(content)
     except UnsafeCheckpointError as error:
         raise UnsafeCheckpointError(f"refusing to load {path}: {error}") from None
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as error:
         raise UnsafeCheckpointError(f"refusing to load {path}: {refusal_reason(str(error))}") from None
     except Exception as error:  # a malformed file can make torch raise any type

@@ -47,37 +47,104 @@ EXPANSION_SLACK = 1 << 20
 class GlobalReference:
     """What the unpickler builds for an allow-listed global: its name, never a call.
 
+    Two uses of a reference mirror what genuine files contain and stay lazy: torch
+    pickles ``torch.tanh`` as ``getattr(torch._C._VariableFunctionsClass, "tanh")``,
+    which resolves to the reference of the attribute when that object is itself
+    allow-listed; and an ``nn.Module`` instance (``nn.GELU()``) is pickled as
+    ``cls.__new__(cls)`` plus its ``__dict__``, which becomes a :class:`PendingObject`
+    built only after the checks. Any other call is refused.
+
     Parameters
     ----------
     name : str
         the dotted name the file asks for, e.g. ``"torch.nn.functional.gelu"``
     target : object
         the real object :func:`resolve_globals` substitutes once the file is checked
+    allowed : dict
+        ``id(target) -> reference`` for every allow-listed object of this load
     """
 
-    __slots__ = ("name", "target")
+    __slots__ = ("name", "target", "allowed")
 
-    def __init__(self, name: str, target: object) -> None:
+    def __new__(cls, *args: object) -> Any:
+        # The unpickler's NEWOBJ runs ``reference.__new__(reference, *args)``, which
+        # lands here with an instance in place of the class.
+        if isinstance(cls, GlobalReference):
+            return cls._pending_instance(args)
+        return super().__new__(cls)
+
+    def __init__(self, name: str, target: object, allowed: dict[int, GlobalReference]) -> None:
         self.name = name
         self.target = target
+        self.allowed = allowed
 
-    def __call__(self, *args: object, **kwargs: object) -> None:
+    def __call__(self, *args: object, **kwargs: object) -> GlobalReference:
+        if self.target is getattr and len(args) == 2 and not kwargs:
+            return self._attribute(*args)
         raise UnsafeCheckpointError(f"it calls {self.name} while unpickling, which genuine checkpoints never do")
+
+    def _attribute(self, owner: object, name: object) -> GlobalReference:
+        """``getattr(owner, name)`` when both the owner and the attribute are allow-listed."""
+        if isinstance(owner, GlobalReference) and isinstance(name, str):
+            reference = self.allowed.get(id(getattr(owner.target, name, None)))
+            if reference is not None:
+                return reference
+        raise UnsafeCheckpointError(f"it asks for getattr({owner!r}, {name!r}), which is outside the allow-list")
+
+    def _pending_instance(self, args: tuple[object, ...]) -> PendingObject:
+        if args or not isinstance(self.target, type):
+            raise UnsafeCheckpointError(f"it constructs {self.name} with arguments while unpickling")
+        return PendingObject(self)
 
     def __repr__(self) -> str:
         return f"<reference to {self.name}>"
 
 
-def global_references(allowed: Iterable[Callable[..., Any] | type]) -> list[tuple[GlobalReference, str]]:
-    """``(reference, dotted name)`` pairs for ``torch.serialization.safe_globals``."""
-    pairs = []
-    for target in allowed:
+class PendingObject:
+    """An instance of an allow-listed class as a file describes it: built like pickle
+    builds it (``cls.__new__(cls)``, then its state) once the content passed the checks."""
+
+    __slots__ = ("reference", "state")
+
+    def __init__(self, reference: GlobalReference) -> None:
+        self.reference = reference
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def build(self) -> object:
+        """The real instance, its state resolved first."""
+        reference = getattr(self, "reference", None)
+        if not isinstance(reference, GlobalReference):
+            raise UnsafeCheckpointError("it builds an object of a class outside the allow-list")
+        instance = reference.target.__new__(reference.target)
+        state = resolve_globals(getattr(self, "state", None))
+        if state is None:
+            return instance
+        if hasattr(instance, "__setstate__"):
+            instance.__setstate__(state)
+        else:
+            instance.__dict__.update(state)
+        return instance
+
+
+def allowed_globals(targets: Iterable[Callable[..., Any] | type]) -> list[tuple[object, str]]:
+    """``(object, dotted name)`` pairs for ``torch.serialization.safe_globals``: a fresh
+    :class:`GlobalReference` per allow-listed object, and the pending-instance type."""
+    allowed: dict[int, GlobalReference] = {}
+    pairs: list[tuple[object, str]] = []
+    for target in targets:
         name = f"{target.__module__}.{target.__qualname__}"
-        pairs.append((GlobalReference(name, target), name))
+        allowed[id(target)] = GlobalReference(name, target, allowed)
+        pairs.append((allowed[id(target)], name))
+    pairs.append((PendingObject, f"{__name__}.{PendingObject.__qualname__}"))
     return pairs
 
 
 def _children(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, PendingObject):
+        return (getattr(value, "state", None),)
     if isinstance(value, Mapping):
         return (*value.keys(), *value.values())
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -86,7 +153,7 @@ def _children(value: Any) -> tuple[Any, ...]:
 
 
 def _is_container(value: Any) -> bool:
-    return isinstance(value, (Mapping, list, tuple, set, frozenset))
+    return isinstance(value, (Mapping, list, tuple, set, frozenset, PendingObject))
 
 
 def check_structure(value: Any, source: Path | str) -> None:
@@ -143,6 +210,8 @@ def resolve_globals(value: Any) -> Any:
     """
     if isinstance(value, GlobalReference):
         return value.target
+    if isinstance(value, PendingObject):
+        return value.build()
     if torch.is_tensor(value) or not _is_container(value):
         return value
     children = _children(value)

@@ -253,3 +253,22 @@ def test_a_trainable_pattern_matching_nothing_is_refused(fno_trio):
     high.provenance = {"trainable": ["projection.fcs.1.weight"]}
     with pytest.raises(nm.IncompatibleModelsError, match="'typo.weight'.*matches no tensor"):
         nm.merge("fixed_alpha", anchor=anchor, experts=[low, high], alpha=0.5)
+
+
+def test_activations_pickled_the_way_torch_does_resolve_lazily(tmp_path, monkeypatch):
+    """``torch.tanh`` is pickled as ``getattr(torch._C._VariableFunctionsClass, "tanh")`` and
+    ``nn.GELU()`` as ``GELU.__new__(GELU)`` plus its state: with those globals allow-listed,
+    both load, and only once the content passed the checks."""
+    from neuralop_merge import io
+
+    extra = (getattr, torch._C._VariableFunctionsClass, torch.nn.GELU)
+    monkeypatch.setattr(io, "SAFE_GLOBALS", io.SAFE_GLOBALS + extra)
+    torch.save({"tanh": torch.tanh, "gelu": torch.nn.GELU(approximate="tanh")}, tmp_path / "acts.pt")
+    loaded = safe_load(tmp_path / "acts.pt")
+    assert loaded["tanh"] is torch.tanh
+    assert isinstance(loaded["gelu"], torch.nn.GELU) and loaded["gelu"].approximate == "tanh"
+    x = torch.randn(5)
+    assert torch.equal(loaded["gelu"](x), torch.nn.GELU(approximate="tanh")(x))
+    torch.save({"ones": torch.ones}, tmp_path / "ones.pt")  # getattr to a function outside the list
+    with pytest.raises(nm.UnsafeCheckpointError, match="getattr"):
+        safe_load(tmp_path / "ones.pt")
