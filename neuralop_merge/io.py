@@ -69,7 +69,11 @@ SAFE_GLOBALS: tuple[Callable[..., Any] | type, ...] = (
 
 
 def safe_load(
-    path: Path, *, map_location: str | torch.device | None = None, allow_expansion: bool = False
+    path: Path,
+    *,
+    map_location: str | torch.device | None = None,
+    allow_expansion: bool = False,
+    mmap: bool = False,
 ) -> Any:
     """``torch.load`` that executes no pickled code and costs no more than the file's size.
 
@@ -87,6 +91,9 @@ def safe_load(
     allow_expansion : bool, default False
         accept tensors (stride-0 views, compressed zip entries) larger than
         :data:`~neuralop_merge.safety.EXPANSION_LIMIT` times the file's size
+    mmap : bool, default False
+        map the tensors' bytes from the file instead of copying them into memory
+        (zip-format files only; a legacy file is read normally)
 
     Raises
     ------
@@ -98,10 +105,10 @@ def safe_load(
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     file_size = path.stat().st_size
-    check_archive(path, file_size, allow_expansion=allow_expansion)
+    is_archive = check_archive(path, file_size, allow_expansion=allow_expansion)
     try:
         with torch.serialization.safe_globals(allowed_globals(SAFE_GLOBALS)):
-            content = torch.load(path, map_location=map_location, weights_only=True)
+            content = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap and is_archive)
         check_structure(content, path)
         check_tensor_bytes(content, path, file_size, allow_expansion=allow_expansion)
         return resolve_globals(content)
@@ -144,6 +151,7 @@ def load_model(
     template: nn.Module | None = None,
     map_location: str | torch.device | None = None,
     allow_expansion: bool = False,
+    mmap: bool = False,
 ) -> nn.Module:
     """Load a model safely from neuraloperator's checkpoint layout or a state-dict file.
 
@@ -161,6 +169,9 @@ def load_model(
         as for ``torch.load``
     allow_expansion : bool, default False
         accept tensors far larger in memory than the file (see :func:`safe_load`)
+    mmap : bool, default False
+        map the weights from the file instead of copying them (see :func:`safe_load`);
+        the model's tensors then read the file's pages on demand
 
     Returns
     -------
@@ -179,7 +190,8 @@ def load_model(
     provenance = read_provenance(provenance_file) if provenance_file is not None else None
     if provenance is not None:
         _verify_files(provenance, state_file, metadata_file, provenance_file)
-    tensors, init_kwargs = _read_state(state_file, metadata_file, map_location, allow_expansion)
+    options = {"map_location": map_location, "allow_expansion": allow_expansion}
+    tensors, init_kwargs = _read_state(state_file, metadata_file, options, mmap=mmap)
     model = _build(tensors, init_kwargs, template, state_file)
     if provenance is not None:
         model.provenance = provenance
@@ -204,10 +216,11 @@ def _verify_files(
 
 
 def _read_state(
-    state_file: Path, metadata_file: Path | None, map_location: str | torch.device | None, allow_expansion: bool
+    state_file: Path, metadata_file: Path | None, options: Mapping[str, Any], *, mmap: bool
 ) -> tuple[dict[str, torch.Tensor], Any]:
-    """The dense tensors of ``state_file`` and the init arguments (from either file)."""
-    state = safe_load(state_file, map_location=map_location, allow_expansion=allow_expansion)
+    """The dense tensors of ``state_file`` and the init arguments (from either file);
+    ``options`` are :func:`safe_load`'s ``map_location`` and ``allow_expansion``."""
+    state = safe_load(state_file, mmap=mmap, **options)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{state_file} does not hold a state dict of tensors")
     tensors = {}
@@ -220,7 +233,7 @@ def _read_state(
             raise CheckpointError(f"tensor {key!r} in {state_file} is {value.layout}; only dense tensors can be merged")
         tensors[key] = value
     if metadata_file is not None:
-        return tensors, safe_load(metadata_file, allow_expansion=allow_expansion)
+        return tensors, safe_load(metadata_file, **options)
     return tensors, state.get(METADATA_KEY)
 
 

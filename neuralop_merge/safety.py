@@ -224,23 +224,22 @@ def resolve_globals(value: Any) -> Any:
     return type(value)(resolved)
 
 
-def check_archive(path: Path, file_size: int, *, allow_expansion: bool) -> None:
-    """Refuse a zip checkpoint whose entries unpack to far more than the file's size."""
-    if allow_expansion:
-        return
+def check_archive(path: Path, file_size: int, *, allow_expansion: bool) -> bool:
+    """Whether ``path`` is a zip archive; refuse one whose entries unpack to far more than its size."""
     try:
         if not zipfile.is_zipfile(path):  # a legacy torch file stores its tensors raw
-            return
+            return False
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(entry.file_size for entry in archive.infolist())
     except Exception as error:  # zipfile raises many types on a damaged directory
         raise CheckpointError(f"cannot read checkpoint {path}: {first_line(error)}") from None
     limit = EXPANSION_LIMIT * file_size + EXPANSION_SLACK
-    if unpacked > limit:
+    if unpacked > limit and not allow_expansion:
         raise CheckpointError(
             f"{path} unpacks to {unpacked} bytes from {file_size} (limit {limit}: compressed entries); "
             "pass allow_expansion=True if you trust it"
         )
+    return True
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> int:
