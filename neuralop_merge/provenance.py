@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -37,7 +38,18 @@ def package_versions() -> dict[str, str | None]:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks.
+
+    A merge hashes each input twice (checked against its provenance when loaded,
+    recorded in the result's provenance), so digests are remembered per file
+    identity: device, inode, size and modification time, any of which a rewrite changes.
+    """
+    status = os.stat(path)
+    return _sha256_of(os.fspath(path), (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, identity: tuple[int, int, int, int]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
