@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from . import pages
 from .errors import IncompatibleModelsError, NonFiniteError
 from .weights import ModelWeights
 
@@ -83,14 +84,28 @@ def _check_tensors(
             )
 
 
-def check_finite(tensors: Mapping[str, torch.Tensor], label: str) -> None:
-    """Refuse NaN or Inf anywhere in ``tensors``, naming the first offending tensor."""
+def check_finite(tensors: Mapping[str, torch.Tensor], label: str, *, release: bool = False) -> None:
+    """Refuse NaN or Inf anywhere in ``tensors``, naming the first offending tensor.
+
+    With ``release``, the tensors are memory-mapped and each one's pages are released
+    once checked (see :mod:`neuralop_merge.pages`).
+    """
     for key, tensor in tensors.items():
         # A NaN or Inf anywhere makes the sum non-finite, and one reduction is much
         # cheaper than an element-wise mask; only a suspect sum (which may merely have
         # overflowed) gets the exact element-wise check.
-        if bool(torch.isfinite(tensor.sum())):
-            continue
-        bad = int((~torch.isfinite(tensor)).sum())
+        suspect = not bool(torch.isfinite(tensor.sum()))
+        bad = int((~torch.isfinite(tensor)).sum()) if suspect else 0
+        if release:
+            pages.release(tensor)
         if bad:
             raise NonFiniteError(f"tensor {key!r} of {label} has {bad} NaN/Inf value(s)")
+
+
+def check_dense(tensors: Mapping[str, torch.Tensor], label: str) -> None:
+    """Refuse sparse, quantized or other non-strided tensors, which cannot be combined."""
+    for key, tensor in tensors.items():
+        if tensor.layout != torch.strided or tensor.is_quantized:
+            raise IncompatibleModelsError(
+                f"tensor {key!r} of {label} has layout {tensor.layout}; only dense tensors can be merged"
+            )

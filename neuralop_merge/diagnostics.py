@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from . import plots
+from .atomic import write_text
 from .ccm import CCM
 from .coordinates import AffineMap
 from .metrics import prefix_error
@@ -269,33 +270,43 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def save_report(report: Mapping[str, Any], *, json_path: str | Path | None = None, plot_dir: str | Path | None = None) -> list[Path]:
+#: The files :func:`save_report` may write into ``plot_dir``.
+PLOT_FILES = ("layers.png", "alpha_curves.png", "wrong_sign.png", "coordinate_law.png")
+
+
+def save_report(
+    report: Mapping[str, Any],
+    *,
+    json_path: str | Path | None = None,
+    plot_dir: str | Path | None = None,
+    overwrite: bool = True,
+) -> list[Path]:
     """Write ``report`` (from :func:`inspect_report`) as JSON and/or PNGs; returns the written paths.
 
     PNGs: ``layers.png``; with curves also ``alpha_curves.png`` (oracle α marked),
-    ``coordinate_law.png`` and ``wrong_sign.png``.
+    ``coordinate_law.png`` and ``wrong_sign.png``. Every file is written atomically;
+    with ``overwrite=False`` an existing one is refused.
     """
     written = []
     if json_path is not None:
-        json_path = Path(json_path)
-        json_path.write_text(json.dumps(json_safe(report), indent=2))
-        written.append(json_path)
+        written.append(write_text(json_path, json.dumps(json_safe(report), indent=2), overwrite=overwrite))
     if plot_dir is None:
         return written
     plot_dir = Path(plot_dir)
-    written.append(plots.plot_layer_report(report["layers"], plot_dir / "layers.png"))
+    layers, curves_png, wrong_png, law_png = (plot_dir / name for name in PLOT_FILES)
+    written.append(plots.plot_layer_report(report["layers"], layers, overwrite=overwrite))
     if "curves" in report:
         curves = {label: (c["alphas"], c["errors"]) for label, c in report["curves"].items()}
-        written.append(plots.plot_alpha_curves(curves, report["oracle"], plot_dir / "alpha_curves.png"))
+        written.append(plots.plot_alpha_curves(curves, report["oracle"], curves_png, overwrite=overwrite))
         rows = report["wrong_sign"]
         written.append(plots.plot_wrong_sign(
             [row["label"] for row in rows], [row["error"] for row in rows], [row["wrong_error"] for row in rows],
-            plot_dir / "wrong_sign.png",
+            wrong_png, overwrite=overwrite,
         ))
     law = report.get("coordinate_law")
     if law is not None:
         written.append(plots.plot_coordinate_law(
-            law["coordinates"], law["oracle_alphas"], (law["slope"], law["intercept"]), plot_dir / "coordinate_law.png",
-            r=law["r"], labels=list(report["coordinate"]),
+            law["coordinates"], law["oracle_alphas"], (law["slope"], law["intercept"]), law_png,
+            r=law["r"], labels=list(report["coordinate"]), overwrite=overwrite,
         ))
     return written

@@ -25,6 +25,10 @@ class CheckpointError(NeuralopMergeError, OSError):
     """A checkpoint that cannot be read or written."""
 
 
+class OutputExistsError(CheckpointError, FileExistsError):
+    """An output file exists and the caller did not ask to overwrite it."""
+
+
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint whose unpickling would execute code or build objects we do not allow."""
 
@@ -39,3 +43,10 @@ class TrainingError(NeuralopMergeError, ValueError):
 
 class EvaluationError(NeuralopMergeError, ValueError):
     """A rollout or metric was given inconsistent input (shapes, history) or a precision its FFT sizes do not support."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of ``error``'s message, or its type name: how a
+    foreign exception is shown inside one of ours."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

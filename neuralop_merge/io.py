@@ -4,7 +4,12 @@ neuraloperator's ``save_checkpoint`` writes ``<name>_state_dict.pt`` and
 ``<name>_metadata.pkl``; its loaders unpickle them with ``weights_only=False``, so a
 crafted file runs code. We read both with ``torch.load(weights_only=True)`` and an
 allow-list of exactly the non-tensor objects genuine files hold (activation
-functions and layer classes in the ``_metadata`` init arguments).
+functions and layer classes in the ``_metadata`` init arguments), which the
+unpickler may name but never call (see :mod:`neuralop_merge.safety`).
+
+A checkpoint's files are written together (:mod:`neuralop_merge.atomic`), and its
+provenance records the sha256 of the state and metadata files, so that a
+checkpoint whose files come from different writes is refused when loaded.
 """
 
 from __future__ import annotations
@@ -12,9 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +28,26 @@ from neuralop.layers.spectral_convolution import SpectralConv
 from neuralop.models.base_model import BaseModel
 from torch import nn
 
-from .errors import CheckpointError, UnsafeCheckpointError
-from .provenance import jsonable, package_versions
+from .atomic import check_output_paths, staged_writes
+from .errors import CheckpointError, NeuralopMergeError, UnsafeCheckpointError, first_line
+from .provenance import file_sha256, jsonable, package_versions, read_provenance
+from .safety import (
+    allowed_globals,
+    check_archive,
+    check_structure,
+    check_tensor_bytes,
+    refusal_reason,
+    resolve_globals,
+)
 from .weights import METADATA_KEY, instantiate, load_into_copy
 
 STATE_SUFFIX = "_state_dict.pt"
 METADATA_SUFFIX = "_metadata.pkl"
 PROVENANCE_SUFFIX = "_provenance.json"
+
+# Integer architecture arguments up to this bound are accepted whatever the file
+# holds (see ``_check_init_kwargs``); beyond it they must not exceed the weight count.
+MIN_ARCHITECTURE_INT_LIMIT = 1 << 16
 
 # The objects neuraloperator stores in a model's ``_init_kwargs``: activation
 # functions (``non_linearity``) and layer classes (``conv_module``, ``integral_operator``,
@@ -52,27 +68,60 @@ SAFE_GLOBALS: tuple[Callable[..., Any] | type, ...] = (
 )
 
 
-def safe_load(path: Path, *, map_location: str | torch.device | None = None) -> Any:
-    """``torch.load`` that executes no pickled code and builds only allow-listed objects.
+def safe_load(
+    path: Path,
+    *,
+    map_location: str | torch.device | None = None,
+    allow_expansion: bool = False,
+    mmap: bool = False,
+) -> Any:
+    """``torch.load`` that executes no pickled code and costs no more than the file's size.
+
+    Only allow-listed globals are accepted, and only by name: none is called while the
+    file is unpickled. The content is then checked for cycles, depth and size
+    (:func:`~neuralop_merge.safety.check_structure`), and its tensors against the file's
+    size.
+
+    Parameters
+    ----------
+    path : Path
+        the file
+    map_location : optional
+        as for ``torch.load``
+    allow_expansion : bool, default False
+        accept tensors (stride-0 views, compressed zip entries) larger than
+        :data:`~neuralop_merge.safety.EXPANSION_LIMIT` times the file's size
+    mmap : bool, default False
+        map the tensors' bytes from the file instead of copying them into memory
+        (zip-format files only; a legacy file is read normally)
 
     Raises
     ------
     UnsafeCheckpointError
         when the file asks for any other global (its name is in the message)
     CheckpointError
-        when the file is missing, truncated or not a torch checkpoint
+        when the file is missing, malformed, too large in memory or not a torch checkpoint
     """
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
+    file_size = path.stat().st_size
+    is_archive = check_archive(path, file_size, allow_expansion=allow_expansion)
     try:
-        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(allowed_globals(SAFE_GLOBALS)):
+            content = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap and is_archive)
+        check_structure(content, path)
+        check_tensor_bytes(content, path, file_size, allow_expansion=allow_expansion)
+        return resolve_globals(content)
+    except UnsafeCheckpointError as error:
+        raise UnsafeCheckpointError(f"refusing to load {path}: {error}") from None
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()
-        detail = next((line.strip() for line in reason if "GLOBAL" in line or "global" in line), reason[0] if reason else "")
-        raise UnsafeCheckpointError(f"refusing to load {path}: it needs objects outside the allow-list ({detail})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+        raise UnsafeCheckpointError(f"refusing to load {path}: {refusal_reason(str(error))}") from None
+    except Exception as error:  # a malformed file can make torch raise any type
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a valid torch file ({type(error).__name__}: {first_line(error)})"
+        ) from None
 
 
 def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | None]:
@@ -101,6 +150,8 @@ def load_model(
     name: str | None = None,
     template: nn.Module | None = None,
     map_location: str | torch.device | None = None,
+    allow_expansion: bool = False,
+    mmap: bool = False,
 ) -> nn.Module:
     """Load a model safely from neuraloperator's checkpoint layout or a state-dict file.
 
@@ -116,36 +167,95 @@ def load_model(
         no neuraloperator ``_metadata``; it is not modified
     map_location : optional
         as for ``torch.load``
+    allow_expansion : bool, default False
+        accept tensors far larger in memory than the file (see :func:`safe_load`)
+    mmap : bool, default False
+        map the weights from the file instead of copying them (see :func:`safe_load`);
+        the model's tensors then read the file's pages on demand
 
     Returns
     -------
     nn.Module
         the model, with a ``provenance`` dict attribute when a provenance record exists
+
+    Raises
+    ------
+    CheckpointError
+        for a missing, malformed or unsafe file, or when the provenance records a
+        sha256 that the state or metadata file does not have (files from different writes)
     """
+    if name is not None:
+        check_name(name)
     state_file, metadata_file, provenance_file = _locate(Path(path), name)
-    state = safe_load(state_file, map_location=map_location)
-    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for k, v in state.items() if k != METADATA_KEY):
-        raise CheckpointError(f"{state_file} does not hold a state dict of tensors")
-    init_kwargs = safe_load(metadata_file) if metadata_file is not None else state.get(METADATA_KEY)
-    tensors = {k: v for k, v in state.items() if k != METADATA_KEY}
-    try:
-        if template is not None:
-            model = load_into_copy(template, tensors)
-        elif isinstance(init_kwargs, Mapping) and "_name" in init_kwargs:
-            model = _from_init_kwargs(init_kwargs, tensors, state_file)
-        else:
-            raise CheckpointError(
-                f"{state_file} holds no architecture metadata (a plain nn.Module state dict); pass template="
-            )
-    except (RuntimeError, TypeError, KeyError) as error:
-        raise CheckpointError(f"{state_file} does not fit the model: {str(error).splitlines()[0]}") from None
-    if provenance_file is not None:
-        model.provenance = json.loads(provenance_file.read_text())
+    provenance = read_provenance(provenance_file) if provenance_file is not None else None
+    if provenance is not None:
+        _verify_files(provenance, state_file, metadata_file, provenance_file)
+    options = {"map_location": map_location, "allow_expansion": allow_expansion}
+    tensors, init_kwargs = _read_state(state_file, metadata_file, options, mmap=mmap)
+    model = _build(tensors, init_kwargs, template, state_file)
+    if provenance is not None:
+        model.provenance = provenance
     return model
 
 
+def _verify_files(
+    provenance: Mapping[str, Any], state_file: Path, metadata_file: Path | None, provenance_file: Path
+) -> None:
+    """Refuse state or metadata files whose sha256 is not the one the provenance records."""
+    recorded = provenance.get("checkpoint", {})
+    for key, file in (("state_sha256", state_file), ("metadata_sha256", metadata_file)):
+        if key not in recorded:
+            continue
+        actual = file_sha256(file) if file is not None else None
+        if actual != recorded[key]:
+            shown = file if file is not None else f"the missing metadata file of {state_file.name}"
+            raise CheckpointError(
+                f"{shown} does not match {provenance_file.name} (sha256 differs): "
+                "the checkpoint's files come from different writes"
+            )
+
+
+def _read_state(
+    state_file: Path, metadata_file: Path | None, options: Mapping[str, Any], *, mmap: bool
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """The dense tensors of ``state_file`` and the init arguments (from either file);
+    ``options`` are :func:`safe_load`'s ``map_location`` and ``allow_expansion``."""
+    state = safe_load(state_file, mmap=mmap, **options)
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{state_file} does not hold a state dict of tensors")
+    tensors = {}
+    for key, value in state.items():
+        if key == METADATA_KEY:
+            continue
+        if not isinstance(key, str) or not torch.is_tensor(value):
+            raise CheckpointError(f"{state_file} does not hold a state dict of tensors (entry {key!r})")
+        if value.layout != torch.strided:
+            raise CheckpointError(f"tensor {key!r} in {state_file} is {value.layout}; only dense tensors can be merged")
+        tensors[key] = value
+    if metadata_file is not None:
+        return tensors, safe_load(metadata_file, **options)
+    return tensors, state.get(METADATA_KEY)
+
+
+def _build(
+    tensors: dict[str, torch.Tensor], init_kwargs: Any, template: nn.Module | None, state_file: Path
+) -> nn.Module:
+    """The model holding ``tensors``: a copy of ``template`` or built from ``init_kwargs``."""
+    try:
+        if template is not None:
+            return load_into_copy(template, tensors)
+        if isinstance(init_kwargs, Mapping) and "_name" in init_kwargs:
+            return _from_init_kwargs(init_kwargs, tensors, state_file)
+    except NeuralopMergeError:
+        raise
+    except Exception as error:  # a hostile architecture argument can make a constructor raise anything
+        raise CheckpointError(f"{state_file} does not fit the model: {first_line(error)}") from None
+    raise CheckpointError(f"{state_file} holds no architecture metadata (a plain nn.Module state dict); pass template=")
+
+
 def _from_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.Tensor], source: Path) -> nn.Module:
-    model_name = str(init_kwargs["_name"]).lower()
+    _check_init_kwargs(init_kwargs, tensors, source)
+    model_name = init_kwargs["_name"].lower()
     model_class = BaseModel._models.get(model_name)
     if model_class is None:
         raise CheckpointError(f"{source} is a {init_kwargs['_name']!r} model, which neuraloperator does not define")
@@ -153,31 +263,53 @@ def _from_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.T
     return instantiate(model_class, tuple(init_kwargs.get("args", ())), kwargs, tensors)
 
 
-@contextmanager
-def _staged(folder: Path) -> Iterator[list[tuple[Path, Path]]]:
-    """Collect (temporary, final) file pairs; rename them all at the end, or delete them all."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        yield staged
-    except BaseException:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
-        raise
-    for temporary, final in staged:
-        os.replace(temporary, final)
+def _check_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Refuse init arguments that cannot describe ``tensors``, before any constructor runs.
+
+    An integer argument (a channel count, mode count or number of layers) larger than
+    the number of weights in the file cannot describe that file, and could make the
+    constructor loop for hours even on the meta device.
+    """
+    if not all(isinstance(key, str) for key in init_kwargs) or not isinstance(init_kwargs["_name"], str):
+        raise CheckpointError(f"{source}: the architecture metadata must map argument names to values")
+    if not isinstance(init_kwargs.get("args", ()), (list, tuple)):
+        raise CheckpointError(f"{source}: the architecture metadata's 'args' must be a list")
+    weights = sum(t.numel() for t in tensors.values())
+    limit = max(weights, MIN_ARCHITECTURE_INT_LIMIT)
+    for key, value in init_kwargs.items():
+        for number in _integers(value):
+            if abs(number) > limit:
+                raise CheckpointError(
+                    f"{source}: architecture argument {key!r} = {number} cannot describe a file of {weights} "
+                    f"weights (limit {limit})"
+                )
 
 
-def _write(staged: list[tuple[Path, Path]], final: Path, writer: Callable[[Any], None]) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp", delete=False)
-    staged.append((Path(handle.name), final))
-    with handle:
-        writer(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+def _integers(value: Any) -> list[int]:
+    """Every integer in ``value`` and in the lists, tuples and dicts inside it."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, Mapping):
+        return [n for item in value.values() for n in _integers(item)]
+    if isinstance(value, (list, tuple)):
+        return [n for item in value for n in _integers(item)]
+    return []
+
+
+def check_name(name: str) -> None:
+    """Refuse a checkpoint name that is empty, hidden or holds a path separator."""
+    separators = {os.sep, os.altsep or os.sep, "/", "\0"}
+    if not isinstance(name, str) or not name or name.startswith(".") or any(s in name for s in separators):
+        raise CheckpointError(
+            f"checkpoint name {name!r} must be a plain file name: not empty, no path separator, not starting with '.'"
+        )
 
 
 def checkpoint_files(folder: str | os.PathLike, name: str) -> dict[str, Path]:
     """The files :func:`save_model` writes for ``name`` in ``folder``."""
+    check_name(name)
     folder = Path(folder)
     return {
         "state": folder / f"{name}{STATE_SUFFIX}",
@@ -199,9 +331,11 @@ def save_model(
     Writes ``<folder>/<name>_state_dict.pt`` and (for a neuraloperator ``BaseModel``)
     ``<name>_metadata.pkl``, loadable by :func:`load_model` and by
     ``FNO.from_checkpoint(folder, name)``, and ``<name>_provenance.json``: the model's
-    ``provenance`` attribute updated with ``provenance`` and the package versions.
-    Every file is written to a temporary name and renamed into place at the end, so a
-    failure leaves nothing behind.
+    ``provenance`` attribute updated with ``provenance``, the package versions and the
+    sha256 of the other two files. The files are written to temporary names and
+    committed together at the end (state, metadata, provenance last), so a failure
+    leaves nothing behind, and a crash between two renames leaves a checkpoint that
+    :func:`load_model` refuses rather than one that mixes two writes.
 
     Returns
     -------
@@ -210,20 +344,24 @@ def save_model(
 
     Raises
     ------
-    FileExistsError
-        when any of the files exists and ``overwrite`` is false
+    OutputExistsError
+        (a ``FileExistsError``) when any of the files exists and ``overwrite`` is false,
+        also when a concurrent writer took the name first
+    CheckpointError
+        for an invalid ``name`` or a folder that cannot be written
     """
     files = checkpoint_files(folder, name)
-    if not overwrite:
-        for existing in (p for p in files.values() if p.exists()):
-            raise FileExistsError(f"{existing} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    init_kwargs = getattr(model, "_init_kwargs", None)
+    metadata = [files["metadata"]] if init_kwargs is not None else []
+    check_output_paths([files["state"], *metadata, files["provenance"]], overwrite=overwrite)
     record = jsonable({**getattr(model, "provenance", {}), **(provenance or {})})
     record["versions"] = package_versions()
-    init_kwargs = getattr(model, "_init_kwargs", None)
-    files["state"].parent.mkdir(parents=True, exist_ok=True)
-    with _staged(files["state"].parent) as staged:
-        _write(staged, files["state"], lambda handle: torch.save(model.state_dict(), handle))
+    with staged_writes(overwrite=overwrite) as staging:
+        state = staging.add(files["state"], lambda handle: torch.save(model.state_dict(), handle))
+        hashes: dict[str, str | None] = {"state_sha256": file_sha256(state), "metadata_sha256": None}
         if init_kwargs is not None:
-            _write(staged, files["metadata"], lambda handle: torch.save(init_kwargs, handle))
-        _write(staged, files["provenance"], lambda handle: handle.write(json.dumps(record, indent=2).encode()))
+            written = staging.add(files["metadata"], lambda handle: torch.save(init_kwargs, handle))
+            hashes["metadata_sha256"] = file_sha256(written)
+        record["checkpoint"] = hashes
+        staging.add(files["provenance"], lambda handle: handle.write(json.dumps(record, indent=2).encode()))
     return files["state"]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
 
-from .checks import check_compatible, check_finite
-from .errors import StrategyError
+from . import pages
+from .checks import check_compatible, check_dense, check_finite
+from .errors import IncompatibleModelsError, NonFiniteError, StrategyError
 from .io import load_model
 from .provenance import file_sha256, jsonable, package_versions
 from .registry import get_strategy
@@ -22,27 +23,34 @@ from .weights import ModelWeights, build_model, fingerprint, state_for, weights_
 ModelLike = Union[nn.Module, str, os.PathLike]
 
 
-def as_weights(model: ModelLike, label: str) -> ModelWeights:
-    """The weight-space view of a model, or of the checkpoint at a path."""
+def as_weights(model: ModelLike, label: str, *, mmap: bool = False) -> ModelWeights:
+    """The weight-space view of a model, or of the checkpoint at a path.
+
+    With ``mmap``, a checkpoint's tensors are mapped from its file rather than copied
+    (for short-lived views only: a file rewritten in place under a live mapping can
+    crash the process).
+    """
     if isinstance(model, nn.Module):
         return weights_of(model, label)
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        return weights_of(load_model(path), str(path), path)
+        return weights_of(load_model(path, mmap=mmap), str(path), path, mapped=mmap)
     raise StrategyError(f"{label} must be an nn.Module or a checkpoint path, got {type(model).__name__}")
 
 
-def prepare_inputs(anchor: ModelLike | None, experts: Sequence[ModelLike]) -> MergeInputs:
-    """Load, view and validate the inputs of a merge (compatibility, finiteness)."""
+def prepare_inputs(anchor: ModelLike | None, experts: Sequence[ModelLike], *, mmap: bool = False) -> MergeInputs:
+    """Load, view and validate the inputs of a merge (compatibility, finiteness);
+    ``mmap`` maps checkpoints given as paths (see :func:`as_weights`)."""
     if isinstance(experts, (str, os.PathLike, nn.Module)):
         raise StrategyError("experts must be a list of models or checkpoint paths")
-    views = tuple(as_weights(e, f"expert[{i}]") for i, e in enumerate(experts))
-    anchor_view = None if anchor is None else as_weights(anchor, "anchor")
+    views = tuple(as_weights(e, f"expert[{i}]", mmap=mmap) for i, e in enumerate(experts))
+    anchor_view = None if anchor is None else as_weights(anchor, "anchor", mmap=mmap)
     every = ([anchor_view] if anchor_view is not None else []) + list(views)
     if len(every) > 1:
         check_compatible(every)
     for view in every:
-        check_finite(view.tensors, view.label)
+        check_dense({**view.tensors, **view.carried}, view.label)
+        check_finite(view.tensors, view.label, release=view.mapped)
     return MergeInputs(anchor_view, views)
 
 
@@ -76,11 +84,19 @@ def merge(
         a new model of the same class and architecture, on the anchor's (else the
         first expert's) device and dtype, with a ``provenance`` dict attribute;
         the inputs are not modified
+
+    Notes
+    -----
+    Checkpoints given as paths are memory-mapped and read a chunk at a time (checks,
+    affine combination, fingerprints), each chunk's pages released once read, so the
+    peak memory is about the output plus a few chunks, not the sum of the inputs.
     """
     strategy = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     strategy.check_params(params)
     strategy.check_inputs(anchor is not None, len(experts))
-    inputs = prepare_inputs(anchor, experts)
+    # One merge reads each input once, so checkpoints given as paths are mapped and
+    # streamed rather than copied into memory (see neuralop_merge.pages).
+    inputs = prepare_inputs(anchor, experts, mmap=True)
     return realize(strategy, inputs, strategy.plan(inputs, **params), params, output=output)
 
 
@@ -95,19 +111,69 @@ def realize(
 
 
 def merged_tensors(strategy: Strategy, inputs: MergeInputs, plan: Plan) -> dict[str, torch.Tensor]:
-    """The merged weight-space view: ``plan`` applied tensor by tensor, checked finite."""
+    """The merged weight-space view: ``plan`` applied tensor by tensor, checked finite.
+
+    Memory-mapped inputs are streamed: an affine plan is applied a chunk at a time, and
+    every chunk's pages are released once read, so the inputs never become resident
+    at once.
+    """
     base = inputs.anchor or inputs.experts[0]
     frozen = _frozen_keys(inputs)
+    views = [view for view in (inputs.anchor, *inputs.experts) if view is not None]
+    mapped = any(view.mapped for view in views)
+    combine = _combine_in_chunks if mapped and _is_affine(strategy) else _combine_checked
     merged = {}
     for key, base_tensor in base.tensors.items():
         if key in frozen:
             merged[key] = inputs.anchor.tensors[key].clone()
-            continue
-        anchor_tensor = inputs.anchor.tensors[key] if inputs.anchor is not None else None
-        expert_tensors = [e.tensors[key].to(base_tensor.device) for e in inputs.experts]
-        merged[key] = strategy.combine_tensor(key, anchor_tensor, expert_tensors, plan)
+        else:
+            anchor_tensor = inputs.anchor.tensors[key] if inputs.anchor is not None else None
+            expert_tensors = [e.tensors[key].to(base_tensor.device) for e in inputs.experts]
+            merged[key] = combine(strategy, key, anchor_tensor, expert_tensors, plan)
+        for view in views:
+            if view.mapped:
+                pages.release(view.tensors[key])
     check_finite(merged, f"the {strategy.name} merge result")
     return merged
+
+
+def _is_affine(strategy: Strategy) -> bool:
+    """Whether ``strategy`` combines tensors with the plan's affine default."""
+    return type(strategy).combine_tensor is Strategy.combine_tensor
+
+
+def _combine_in_chunks(
+    strategy: Strategy, key: str, anchor: torch.Tensor | None, experts: list[torch.Tensor], plan: Plan
+) -> torch.Tensor:
+    """:func:`_combine_checked` a chunk at a time (element-wise, so bit for bit the same),
+    releasing each input chunk's pages once read."""
+    sources = ([anchor] if anchor is not None else []) + experts
+    if not all(source.is_contiguous() and source.device == experts[0].device for source in sources):
+        return _combine_checked(strategy, key, anchor, experts, plan)
+    merged = torch.empty_like(experts[0], memory_format=torch.contiguous_format)
+    flat_sources, flat_merged = [source.reshape(-1) for source in sources], merged.view(-1)
+    for part in pages.chunks(merged):
+        pieces = [source[part] for source in flat_sources]
+        anchor_piece, expert_pieces = (pieces[0], pieces[1:]) if anchor is not None else (None, pieces)
+        flat_merged[part] = _combine_checked(strategy, key, anchor_piece, expert_pieces, plan)
+        for piece in pieces:
+            pages.release(piece)
+    return merged
+
+
+def _combine_checked(
+    strategy: Strategy, key: str, anchor: torch.Tensor | None, experts: list[torch.Tensor], plan: Plan
+) -> torch.Tensor:
+    """One merged tensor; a coefficient too large for the tensor's dtype is a NonFiniteError."""
+    try:
+        return strategy.combine_tensor(key, anchor, experts, plan)
+    except RuntimeError as error:
+        if "overflow" not in str(error):
+            raise
+        raise NonFiniteError(
+            f"tensor {key!r} of the {strategy.name} merge result overflows {experts[0].dtype} "
+            f"(coefficients {plan.anchor_coefficient:.3g}, {', '.join(f'{c:.3g}' for c in plan.expert_coefficients)})"
+        ) from None
 
 
 class ReusedModel:
@@ -139,7 +205,9 @@ def _frozen_keys(inputs: MergeInputs) -> set[str]:
 
     Experts fine-tuned on a subset of parameters record it as ``trainable`` in their
     provenance; the merge then moves only those, instead of re-deriving the frozen
-    ones through a combination that equals them only up to rounding.
+    ones through a combination that equals them only up to rounding. A recorded
+    pattern that matches no tensor of the anchor is refused: it would silently turn
+    the merge into a copy of the anchor.
     """
     if inputs.anchor is None:
         return set()
@@ -148,17 +216,30 @@ def _frozen_keys(inputs: MergeInputs) -> set[str]:
         names = getattr(expert.model, "provenance", {}).get("trainable")
         if names is None:
             return set()
-        trainable.update(names)
-    return {
-        key
-        for key in inputs.anchor.tensors
-        if not any(name == key or name.startswith(f"{key}.") for name in trainable)
-    }
+        trainable.update(_trained_keys(names, inputs.anchor.tensors, expert.label))
+    return set(inputs.anchor.tensors) - trainable
+
+
+def _trained_keys(names: Any, keys: Iterable[str], label: str) -> set[str]:
+    """The tensor keys an expert's ``trainable`` parameter names cover (a factorized
+    weight's key covers its factors ``key.core``, ``key.factors.0``, ...)."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+        raise IncompatibleModelsError(f"{label}: provenance 'trainable' must be a non-empty list of parameter names")
+    keys = list(keys)
+    trained: set[str] = set()
+    for name in names:
+        matched = {key for key in keys if name == key or (isinstance(name, str) and name.startswith(f"{key}."))}
+        if not matched:
+            raise IncompatibleModelsError(f"{label}: trainable parameter {name!r} in its provenance matches no tensor")
+        trained |= matched
+    return trained
 
 
 def describe_input(view: ModelWeights, role: str) -> dict[str, Any]:
     """What provenance records of one input: role, label, tensor sha256, file sha256."""
-    record: dict[str, Any] = {"role": role, "label": view.label, "fingerprint": fingerprint(view.model)}
+    record: dict[str, Any] = {
+        "role": role, "label": view.label, "fingerprint": fingerprint(view.model, release=view.mapped)
+    }
     if view.path is not None:
         record["file"] = str(view.path)
         state_file = _state_file(view.path)

@@ -1,7 +1,8 @@
 """PNG plots of merge diagnostics, from plain arrays.
 
-Every function takes lists or arrays (no CCM object), writes one PNG to ``path`` and
-returns the path, so that experiment scripts can reuse them on their own numbers.
+Every function takes lists or arrays (no CCM object), writes one PNG to ``path``
+atomically (see :mod:`neuralop_merge.atomic`; ``overwrite=False`` refuses an existing
+file) and returns the path, so that experiment scripts can reuse them on their own numbers.
 Figures are built with matplotlib's object API on the Agg canvas: no pyplot state,
 no display, and the global backend is left alone.
 """
@@ -19,6 +20,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .atomic import write_file
+
 PathLike = str | os.PathLike
 
 
@@ -28,12 +31,9 @@ def _figure(width: float = 6.0, height: float = 4.0) -> tuple[Figure, Any]:
     return figure, figure.add_subplot(1, 1, 1)
 
 
-def _save(figure: Figure, path: PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save(figure: Figure, path: PathLike, overwrite: bool) -> Path:
     figure.tight_layout()
-    figure.savefig(path, format="png")
-    return path
+    return write_file(path, lambda handle: figure.savefig(handle, format="png"), overwrite=overwrite)
 
 
 def plot_alpha_curves(
@@ -45,6 +45,7 @@ def plot_alpha_curves(
     xlabel: str = "α",
     ylabel: str = "rollout relative L2",
     logy: bool = True,
+    overwrite: bool = True,
 ) -> Path:
     """Error vs α, one curve per label, with each label's chosen α marked.
 
@@ -70,7 +71,7 @@ def plot_alpha_curves(
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if curves:
         axes.legend(fontsize="small")
-    return _save(figure, path)
+    return _save(figure, path, overwrite)
 
 
 def plot_coordinate_law(
@@ -84,6 +85,7 @@ def plot_coordinate_law(
     title: str = "coordinate law",
     xlabel: str = "normalized coordinate c(μ)",
     ylabel: str = "oracle α",
+    overwrite: bool = True,
 ) -> Path:
     """Oracle α against the physical coordinate, the fitted line α = slope·c + intercept, and α = c.
 
@@ -110,14 +112,16 @@ def plot_coordinate_law(
         axes.plot(span, slope * span + intercept, color="C1", label=fit_label)
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axes.legend(fontsize="small")
-    return _save(figure, path)
+    return _save(figure, path, overwrite)
 
 
 def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [asdict(row) if is_dataclass(row) else dict(row) for row in rows]
 
 
-def plot_layer_report(rows: Sequence[Any], path: PathLike, *, title: str = "update split per tensor") -> Path:
+def plot_layer_report(
+    rows: Sequence[Any], path: PathLike, *, title: str = "update split per tensor", overwrite: bool = True
+) -> Path:
     """‖Δ₊‖ and ‖Δ₋‖ per tensor (bars) and the share along Δ₋ (dots, right axis).
 
     ``rows`` are :class:`~neuralop_merge.diagnostics.LayerStats` or dicts with
@@ -134,7 +138,7 @@ def plot_layer_report(rows: Sequence[Any], path: PathLike, *, title: str = "upda
     share.plot(positions, [row["direction_share"] for row in rows], "k.", label="share along Δ₋")
     share.set(ylabel="share along Δ₋", ylim=(0, 1))
     axes.legend(loc="upper left", fontsize="small")
-    return _save(figure, path)
+    return _save(figure, path, overwrite)
 
 
 def plot_wrong_sign(
@@ -144,6 +148,7 @@ def plot_wrong_sign(
     path: PathLike,
     *,
     title: str = "wrong-sign control",
+    overwrite: bool = True,
 ) -> Path:
     """Error at the coordinate's α against the error at −α, per target regime (bars)."""
     figure, axes = _figure()
@@ -153,11 +158,16 @@ def plot_wrong_sign(
     axes.set_xticks(positions, [str(label) for label in labels], rotation=30, fontsize="small")
     axes.set(ylabel="rollout relative L2", title=title)
     axes.legend(fontsize="small")
-    return _save(figure, path)
+    return _save(figure, path, overwrite)
 
 
 def plot_fit_residuals(
-    names: Sequence[str], relative: Sequence[float], path: PathLike, *, title: str = "distance of the experts from the fit"
+    names: Sequence[str],
+    relative: Sequence[float],
+    path: PathLike,
+    *,
+    title: str = "distance of the experts from the fit",
+    overwrite: bool = True,
 ) -> Path:
     """The relative fit residual √(Σ‖Δᵢ − Δ̂ᵢ‖² / Σ‖Δᵢ‖²) per tensor (bars)."""
     figure, axes = _figure(max(6.0, 0.35 * len(names) + 2), 4.5)
@@ -165,4 +175,4 @@ def plot_fit_residuals(
     axes.bar(positions, relative, color="C2")
     axes.set_xticks(positions, [str(name) for name in names], rotation=75, fontsize="x-small")
     axes.set(ylabel="relative residual", title=title)
-    return _save(figure, path)
+    return _save(figure, path, overwrite)

@@ -24,10 +24,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .errors import StrategyError
+from .errors import NonFiniteError, StrategyError, first_line
 from .metrics import prefix_error
+from .strategies.base import MAX_COEFFICIENT
 
 METHODS: tuple[str, ...] = ("fast", "grid")
+#: Most points of a search grid: 10 001 rollouts already take hours at the study's sizes.
+MAX_GRID = 10_001
 
 # Fraction of the golden section, used when a parabolic step is not trusted.
 GOLDEN = (3.0 - math.sqrt(5.0)) / 2.0
@@ -78,15 +81,75 @@ class _PrefixObjective:
     def __call__(self, alpha: float) -> float:
         alpha = float(alpha)
         if alpha not in self.cache:
-            error = prefix_error(
-                self.model_at(alpha), self.frames, history=self.history, max_batch=self.max_batch
-            )
+            model = self.model_at(alpha)
+            if not self.cache:  # the first model: check the frames fit it before any rollout
+                self.frames = fit_frames_to_model(self.frames, model, self.history)
+            error = self._score(model)
             # A rollout that blew up is the worst candidate, not an unordered one.
             self.cache[alpha] = error if math.isfinite(error) else math.inf
         return self.cache[alpha]
 
+    def _score(self, model: nn.Module) -> float:
+        try:
+            return prefix_error(model, self.frames, history=self.history, max_batch=self.max_batch)
+        except RuntimeError as error:  # a shape the model's layers reject, found only by running it
+            raise StrategyError(
+                f"frames of shape {tuple(self.frames.shape)} do not fit the model: {first_line(error)}"
+            ) from None
+
     def best(self) -> float:
+        """The α with the smallest error; refused when every α scored non-finite."""
+        if all(math.isinf(error) for error in self.cache.values()):
+            largest = float(self.frames.abs().max())
+            raise NonFiniteError(
+                f"every candidate alpha gives a non-finite prefix error (largest |frame value| {largest:.3g}): "
+                "the frames cannot be scored"
+            )
         return min(self.cache, key=self.cache.__getitem__)
+
+
+def check_frames(frames: object, history: int = 1) -> Tensor:
+    """Refuse prefix frames that cannot be scored, before any model is built.
+
+    ``frames`` must be a real floating tensor ``[B, k + history, C, *spatial]`` with
+    ``B >= 1``, ``k >= 1``, at least one channel and one point, and finite values.
+    """
+    if not torch.is_tensor(frames):
+        raise StrategyError(f"frames must be a tensor [B, k+{history}, C, ...], got {type(frames).__name__}")
+    shape = tuple(frames.shape)
+    if frames.dim() < 4 or frames.shape[1] <= history:
+        raise StrategyError(f"frames must be [B, k+{history}, C, ...] with k >= 1, got shape {shape}")
+    if frames.numel() == 0:
+        raise StrategyError(f"frames of shape {shape} are empty")
+    if not frames.is_floating_point() or frames.layout != torch.strided:
+        raise StrategyError(f"frames must be a dense real floating-point tensor, got {frames.dtype} ({frames.layout})")
+    bad = int((~torch.isfinite(frames)).sum())
+    if bad:
+        raise NonFiniteError(f"frames hold {bad} NaN/Inf value(s)")
+    return frames
+
+
+def fit_frames_to_model(frames: Tensor, model: nn.Module, history: int) -> Tensor:
+    """``frames`` cast to ``model``'s dtype, after checking its channels and spatial axes.
+
+    neuraloperator models record ``in_channels`` and ``n_dim``; other modules are
+    checked by running them (a mismatch then surfaces in :class:`_PrefixObjective`).
+    """
+    in_channels, n_dim = getattr(model, "in_channels", None), getattr(model, "n_dim", None)
+    channels, spatial = frames.shape[2], frames.dim() - 3
+    if isinstance(in_channels, int) and channels * history != in_channels:
+        raise StrategyError(
+            f"frames have {channels} channel(s) (x history {history}) but the model takes {in_channels}"
+        )
+    if isinstance(n_dim, int) and spatial != n_dim:
+        raise StrategyError(f"frames have {spatial} spatial axes but the model is {n_dim}-D")
+    parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if parameter is None or parameter.dtype == frames.dtype:
+        return frames
+    cast = frames.to(parameter.dtype)
+    if not bool(torch.isfinite(cast).all()):
+        raise NonFiniteError(f"frames overflow the model's dtype {parameter.dtype}")
+    return cast
 
 
 def select_alpha(
@@ -134,6 +197,7 @@ def select_alpha(
         The chosen coefficient and every evaluation made.
     """
     low, high = _check_search(alpha_range, method, n_grid, n_coarse)
+    frames = check_frames(frames, history)
     objective = _PrefixObjective(model_at, frames, history=history, max_batch=max_batch)
     grid = torch.linspace(low, high, n_grid, dtype=torch.float64).tolist()
     if method == "grid" or n_grid <= n_coarse:
@@ -274,11 +338,21 @@ def _check_search(
 ) -> tuple[float, float]:
     if method not in METHODS:
         raise StrategyError(f"method must be one of {METHODS}, got {method!r}")
-    low, high = (float(a) for a in alpha_range)
+    low, high = _alpha_range(alpha_range)
+    for name, value, smallest in (("n_grid", n_grid, 2), ("n_coarse", n_coarse, 3)):
+        if isinstance(value, bool) or not isinstance(value, int) or not smallest <= value <= MAX_GRID:
+            raise StrategyError(f"{name} must be an integer in [{smallest}, {MAX_GRID}], got {value!r}")
+    return low, high
+
+
+def _alpha_range(alpha_range: object) -> tuple[float, float]:
+    """``(low, high)`` as finite floats within ±MAX_COEFFICIENT with low < high."""
+    try:
+        low, high = (float(a) for a in alpha_range)
+    except (TypeError, ValueError):
+        raise StrategyError(f"alpha_range must be two numbers (low, high), got {alpha_range!r}") from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise StrategyError(f"alpha_range must be finite with low < high, got {alpha_range!r}")
-    if not isinstance(n_grid, int) or n_grid < 2:
-        raise StrategyError(f"n_grid must be an integer >= 2, got {n_grid!r}")
-    if not isinstance(n_coarse, int) or n_coarse < 3:
-        raise StrategyError(f"n_coarse must be an integer >= 3, got {n_coarse!r}")
+    if max(abs(low), abs(high)) > MAX_COEFFICIENT:
+        raise StrategyError(f"alpha_range {alpha_range!r} leaves [-{MAX_COEFFICIENT:g}, {MAX_COEFFICIENT:g}]")
     return low, high

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import factorized
+from . import factorized, pages
 from .errors import IncompatibleModelsError
 
 METADATA_KEY = "_metadata"
@@ -49,6 +49,9 @@ class ModelWeights:
         the keys of ``tensors`` that are reconstructions of (non-dense) factorized weights
     path : Path or None
         the checkpoint the model was read from, if any
+    mapped : bool
+        whether the tensors are memory-mapped from ``path`` by ``merge`` itself, which
+        may then release their pages once read (see :mod:`neuralop_merge.pages`)
     """
 
     model: nn.Module
@@ -57,6 +60,7 @@ class ModelWeights:
     carried: dict[str, torch.Tensor]
     factorized_keys: frozenset[str] = field(default_factory=frozenset)
     path: Path | None = None
+    mapped: bool = False
 
 
 def is_mergeable(tensor: torch.Tensor) -> bool:
@@ -64,7 +68,7 @@ def is_mergeable(tensor: torch.Tensor) -> bool:
     return tensor.is_floating_point() or tensor.is_complex()
 
 
-def weights_of(model: nn.Module, label: str, path: Path | None = None) -> ModelWeights:
+def weights_of(model: nn.Module, label: str, path: Path | None = None, *, mapped: bool = False) -> ModelWeights:
     """Build the weight-space view of ``model`` without copying any tensor."""
     factorized_modules = factorized.factorized_modules(model)
     tensors: dict[str, torch.Tensor] = {}
@@ -77,7 +81,7 @@ def weights_of(model: nn.Module, label: str, path: Path | None = None) -> ModelW
             continue
         (tensors if is_mergeable(value) else carried)[key] = value.detach()
     dense_keys = {p for p, m in factorized_modules.items() if not factorized.is_dense(m)}
-    return ModelWeights(model, label, tensors, carried, frozenset(dense_keys), path)
+    return ModelWeights(model, label, tensors, carried, frozenset(dense_keys), path, mapped)
 
 
 # Fingerprints are cached per model object and re-computed only when one of its
@@ -88,15 +92,16 @@ _FINGERPRINTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[int, int],
 )
 
 
-def fingerprint(source: nn.Module | Mapping[str, object]) -> str:
+def fingerprint(source: nn.Module | Mapping[str, object], *, release: bool = False) -> str:
     """Hex sha256 of a model's (or state dict's) tensors.
 
     The digest covers every tensor's name, dtype, shape and bytes in sorted key order;
     neuraloperator's non-tensor ``_metadata`` entry is ignored, so the fingerprint of
-    a model and of its reloaded checkpoint agree.
+    a model and of its reloaded checkpoint agree. With ``release``, the tensors are
+    memory-mapped and read a chunk at a time, each chunk's pages released once hashed.
     """
     if not isinstance(source, nn.Module):
-        return _digest(source)
+        return _digest(source, release)
     state = source.state_dict()
     # state_dict() hands out fresh detached views, so identify storage by address; a
     # view shares its version counter with the parameter, so in-place edits show.
@@ -104,17 +109,21 @@ def fingerprint(source: nn.Module | Mapping[str, object]) -> str:
     cached = _FINGERPRINTS.get(source)
     if cached is not None and cached[0] == version:
         return cached[1]
-    digest = _digest(state)
+    digest = _digest(state, release)
     _FINGERPRINTS[source] = (version, digest)
     return digest
 
 
-def _digest(state: Mapping[str, object]) -> str:
+def _digest(state: Mapping[str, object], release: bool) -> str:
     digest = hashlib.sha256()
     for key in sorted(k for k, v in state.items() if torch.is_tensor(v)):
         tensor = state[key].detach().to("cpu").contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+        data = tensor.reshape(-1).view(torch.uint8)
+        for part in pages.chunks(data):
+            digest.update(memoryview(data[part].numpy()))
+            if release:
+                pages.release(data[part])
     return digest.hexdigest()
 
 
@@ -238,7 +247,8 @@ def state_for(
     format take the merged tensor, the others are re-factorized at ``base``'s rank.
     Returns the state and the relative re-factorization error per weight.
     """
-    state: dict[str, torch.Tensor] = dict(base.carried)
+    # Carried buffers are copied: the result must not alias (or keep mapped) an input.
+    state: dict[str, torch.Tensor] = {key: tensor.clone() for key, tensor in base.carried.items()}
     errors: dict[str, float] = {}
     target_factorized = factorized.factorized_modules(model)
     for key, tensor in merged.items():

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_fno
 from neuralop.models import FNO
 from torch import nn
 
@@ -91,3 +92,10 @@ def test_bad_search_parameters_are_refused():
         select_alpha(model_at, frames, alpha_range=(1.0, -1.0))
     with pytest.raises(StrategyError, match="n_grid"):
         select_alpha(model_at, frames, n_grid=1)
+
+
+def test_float64_frames_are_cast_to_the_models_dtype_before_scoring():
+    model = tiny_fno(0)
+    frames = torch.randn(1, 3, 1, 16, 16, dtype=torch.float64)
+    search = select_alpha(lambda alpha: model, frames, method="grid", n_grid=3)
+    assert search.n_evaluations == 3 and torch.isfinite(search.errors).all()

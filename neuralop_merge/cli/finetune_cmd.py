@@ -9,10 +9,12 @@ import torch
 from torch.utils.data import DataLoader, StackDataset
 
 from .. import families
-from ..errors import TrainingError
+from ..atomic import check_output_paths
+from ..errors import TrainingError, first_line
 from ..io import checkpoint_files, load_model, safe_load, save_model
 from ..training import finetune_endpoints
 from ..training.seeding import derive_seed
+from . import bounded_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,20 +40,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--out", required=True, type=Path, help="output folder; expert NAME is saved as NAME")
     parser.add_argument("--overwrite", action="store_true", help="replace existing experts of the same names")
     parser.add_argument("--parameter", help="name of the physical parameter (default: the family's, or 'mu')")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per expert (default 10)")
+    parser.add_argument("--epochs", type=bounded_int(1, 1_000_000), default=10, help="epochs per expert (default 10)")
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     parser.add_argument("--scheduler", choices=("cosine", "constant"), default="cosine", help="learning-rate schedule")
-    parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument("--batch-size", type=bounded_int(1, 1_000_000), default=16, help="batch size (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, shuffling and initialisation (default 0)")
     parser.add_argument(
         "--trainable", action="append", metavar="PATTERN",
         help="fine-tune only parameters matching this fnmatch pattern (repeat; default: all)",
     )
-    parser.add_argument("--n-train", type=int, default=32, help="--family: training trajectories per regime")
-    parser.add_argument("--n-val", type=int, default=4, help="--family: held-out trajectories per regime (0: none)")
-    parser.add_argument("--resolution", type=int, default=64, help="--family: grid size")
-    parser.add_argument("--n-frames", type=int, help="--family: frames per trajectory (default: the family's)")
+    parser.add_argument("--n-train", type=bounded_int(1, 100_000), default=32, help="--family: training trajectories per regime")
+    parser.add_argument("--n-val", type=bounded_int(0, 100_000), default=4, help="--family: held-out trajectories per regime (0: none)")
+    parser.add_argument("--resolution", type=bounded_int(4, 4096), default=64, help="--family: grid size")
+    parser.add_argument("--n-frames", type=bounded_int(1, 100_000), help="--family: frames per trajectory (default: the family's)")
     parser.add_argument("--checkpoint-dir", type=Path, help="checkpoint every epoch into this folder")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --checkpoint-dir")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -84,13 +86,30 @@ def parameter_values(args: argparse.Namespace) -> dict[str, float]:
 
 
 def refuse_existing_experts(out: Path, names: list[str], overwrite: bool) -> None:
-    """Fail before any training, rather than after it, when an expert would be overwritten."""
-    if overwrite:
-        return
-    for name in names:
-        existing = [path for path in checkpoint_files(out, name).values() if path.exists()]
-        if existing:
-            raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace expert {name!r}")
+    """Fail before any training, rather than after it, on a bad expert name or an expert
+    that would be overwritten (saving itself is atomic and refuses again)."""
+    paths = [path for name in names for path in checkpoint_files(out, name).values()]
+    check_output_paths(paths, overwrite=overwrite)
+
+
+def check_anchor_fits(anchor: torch.nn.Module, regimes: dict[str, tuple[float, DataLoader]]) -> None:
+    """Run the anchor on one training sample, so that wrong channels fail before any training."""
+    name, (_, loader) = next(iter(regimes.items()))
+    sample = next(iter(loader))
+    x, y = sample["x"][:1], sample["y"][:1]
+    in_channels = getattr(anchor, "in_channels", None)
+    if isinstance(in_channels, int) and x.shape[1] != in_channels:
+        raise TrainingError(f"the anchor takes {in_channels} channel(s) but regime {name!r} has {x.shape[1]}")
+    try:
+        with torch.no_grad():
+            dtype = next((p.dtype for p in anchor.parameters() if p.is_floating_point()), x.dtype)
+            output = anchor(x.to(dtype))
+    except RuntimeError as error:
+        raise TrainingError(f"the anchor cannot run on regime {name!r}'s data: {first_line(error)}") from None
+    if output.shape != y.shape:
+        raise TrainingError(
+            f"the anchor maps {tuple(x.shape)} to {tuple(output.shape)}, but regime {name!r} needs {tuple(y.shape)}"
+        )
 
 
 def pairs_loader(path: Path, batch_size: int, seed: int) -> DataLoader:
@@ -138,14 +157,16 @@ def run(args: argparse.Namespace) -> int:
     refuse_existing_experts(args.out, list(values), args.overwrite)
     if args.resume and args.checkpoint_dir is None:
         raise TrainingError("--resume needs --checkpoint-dir")
+    anchor = load_model(args.anchor)
     if args.family is not None:
         regimes, validation = family_regimes(args, values)
         parameter = args.parameter or families.get(args.family).parameter.name
     else:
         regimes, validation = data_file_regimes(args, values), {}
         parameter = args.parameter or "mu"
+    check_anchor_fits(anchor, regimes)
     experts = finetune_endpoints(
-        load_model(args.anchor),
+        anchor,
         regimes,
         n_epochs=args.epochs,
         parameter=parameter,

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import check_output_paths, write_text
 from ..ccm import CCM
-from ..diagnostics import inspect_report, json_safe, save_report
+from ..diagnostics import PLOT_FILES, inspect_report, json_safe, save_report
 from ..errors import StrategyError
+from ..io import safe_load
+from ..prefix import MAX_GRID
+from ..strategies.base import coefficient
+from . import bounded_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--transform", choices=("linear", "log"), default="linear", help="coordinate transform")
     parser.add_argument("--family", help="simulate the target regimes with this family (e.g. diffreact)")
     parser.add_argument("--regimes", type=float, nargs="+", metavar="MU", help="target values of the family's axis")
-    parser.add_argument("--n-traj", type=int, default=4, help="trajectories per simulated regime (default 4)")
-    parser.add_argument("--resolution", type=int, default=32, help="grid of the simulated regimes (default 32)")
-    parser.add_argument("--n-frames", type=int, default=10, help="frames after the initial one (default 10)")
+    parser.add_argument("--n-traj", type=bounded_int(1, 10_000), default=4,
+                        help="trajectories per simulated regime (default 4)")
+    parser.add_argument("--resolution", type=bounded_int(4, 4096), default=32,
+                        help="grid of the simulated regimes (default 32)")
+    parser.add_argument("--n-frames", type=bounded_int(1, 10_000), default=10,
+                        help="frames after the initial one (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated initial states")
     parser.add_argument(
         "--data", type=Path,
@@ -46,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alphas", default="-3:3:25", help="START:STOP:NUM alphas of the error curve, written --alphas=-2:2:17 when START is negative (default -3:3:25)")
     parser.add_argument("--json", type=Path, help="write the per-tensor table as JSON to this file")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write PNGs and the full report.json into DIR")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --json / --plot files")
     parser.set_defaults(func=run)
 
 
@@ -54,15 +63,16 @@ def _format(value: float) -> str:
 
 
 def parse_alphas(spec: str) -> list[float]:
-    """``START:STOP:NUM`` as NUM evenly spaced floats."""
+    """``START:STOP:NUM`` as NUM evenly spaced floats (2 <= NUM <= MAX_GRID)."""
     try:
         start, stop, number = spec.split(":")
-        alphas = torch.linspace(float(start), float(stop), int(number), dtype=torch.float64).tolist()
+        count = int(number)
     except ValueError:
         raise StrategyError(f"--alphas must be START:STOP:NUM, got {spec!r}") from None
-    if len(alphas) < 2:
-        raise StrategyError(f"--alphas needs at least two points, got {spec!r}")
-    return alphas
+    if not 2 <= count <= MAX_GRID:
+        raise StrategyError(f"--alphas needs between 2 and {MAX_GRID} points, got {spec!r}")
+    low, high = coefficient(start, "--alphas START"), coefficient(stop, "--alphas STOP")
+    return torch.linspace(low, high, count, dtype=torch.float64).tolist()
 
 
 def load_regimes(args: argparse.Namespace) -> dict[float, torch.Tensor] | None:
@@ -70,13 +80,7 @@ def load_regimes(args: argparse.Namespace) -> dict[float, torch.Tensor] | None:
     if args.data is not None and args.family is not None:
         raise StrategyError("give either --data or --family, not both")
     if args.data is not None:
-        content = torch.load(args.data, map_location="cpu", weights_only=True)
-        if not isinstance(content, dict) or not {"trajectories", "params"} <= set(content):
-            raise StrategyError(f"{args.data}: expected a dict with 'trajectories' and 'params'")
-        trajectories, params = content["trajectories"], torch.as_tensor(content["params"]).reshape(-1)
-        if trajectories.ndim < 4 or len(params) != len(trajectories):
-            raise StrategyError(f"{args.data}: 'params' needs one value per trajectory [N, T+1, C, ...]")
-        return {float(mu): trajectories[params == mu] for mu in torch.unique(params).tolist()}
+        return _data_regimes(args.data)
     if args.family is None:
         if args.regimes:
             raise StrategyError("--regimes needs --family")
@@ -90,11 +94,36 @@ def load_regimes(args: argparse.Namespace) -> dict[float, torch.Tensor] | None:
     return {float(mu): data.by_regime(index).trajectories for index, mu in enumerate(args.regimes)}
 
 
+def _data_regimes(path: Path) -> dict[float, torch.Tensor]:
+    """μ -> trajectories from a ``{'trajectories', 'params'}`` torch file, checked."""
+    content = safe_load(path, map_location="cpu")
+    if not isinstance(content, dict) or not all(torch.is_tensor(content.get(k)) for k in ("trajectories", "params")):
+        raise StrategyError(f"{path}: expected a dict with tensors 'trajectories' and 'params'")
+    trajectories, params = content["trajectories"], content["params"].reshape(-1)
+    if trajectories.ndim < 4 or len(params) != len(trajectories) or trajectories.numel() == 0:
+        raise StrategyError(f"{path}: 'params' needs one value per trajectory [N, T+1, C, ...]")
+    for name, tensor in (("trajectories", trajectories), ("params", params)):
+        if not tensor.is_floating_point() or tensor.layout != torch.strided or not bool(torch.isfinite(tensor).all()):
+            raise StrategyError(f"{path}: {name!r} must be a dense, finite, floating-point tensor")
+    return {float(mu): trajectories[params == mu] for mu in torch.unique(params).tolist()}
+
+
+def _outputs(args: argparse.Namespace) -> list[Path]:
+    """Every file this run may write."""
+    outputs = [args.json] if args.json else []
+    if args.plot:
+        outputs += [args.plot / "report.json", *(args.plot / name for name in PLOT_FILES)]
+    return outputs
+
+
 def run(args: argparse.Namespace) -> int:
+    # Fail before minutes of work on outputs that cannot be written; writes refuse again, atomically.
+    check_output_paths(_outputs(args), overwrite=args.overwrite)
+    alphas = parse_alphas(args.alphas)
     ccm = CCM(args.anchor, args.low, args.high, low_coord=args.low_coord, high_coord=args.high_coord,
               transform=args.transform)
     regimes = load_regimes(args)
-    report = inspect_report(ccm, regimes, parse_alphas(args.alphas))
+    report = inspect_report(ccm, regimes, alphas)
     rows = report["layers"]
     width = max(len(row["name"]) for row in rows)
     print(f"{'tensor':{width}s}  {'numel':>9s}  {'|D+|':>10s}  {'|D-|':>10s}  {'cos(DL,DH)':>10s}  {'share D-':>8s}")
@@ -113,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
         if law is not None:
             print(f"coordinate law: alpha = {law['slope']:.3g} c + {law['intercept']:.3g}, r = {_format(law['r'])}")
     if args.json:
-        args.json.write_text(json.dumps(json_safe(rows), indent=2))
+        write_text(args.json, json.dumps(json_safe(rows), indent=2), overwrite=args.overwrite)
     if args.plot:
-        args.plot.mkdir(parents=True, exist_ok=True)
-        for path in save_report(report, json_path=args.plot / "report.json", plot_dir=args.plot):
+        written = save_report(report, json_path=args.plot / "report.json", plot_dir=args.plot, overwrite=args.overwrite)
+        for path in written:
             print(f"wrote {path}")
     return 0
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import check_output_paths
 from ..errors import StrategyError
 from ..io import checkpoint_files, safe_load, save_model
 from ..merging import merge
@@ -95,8 +96,8 @@ def strategy_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     files = checkpoint_files(args.out, args.name)
-    if not args.overwrite and files["state"].exists():
-        raise FileExistsError(f"{files['state']} exists; pass --overwrite to replace it")
+    # Fail before the merge's work; the write itself refuses again, atomically.
+    check_output_paths([files["state"], files["provenance"]], overwrite=args.overwrite)
     model = merge(
         args.strategy, anchor=args.anchor, experts=_experts(args), output=args.output_format, **strategy_params(args)
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..atomic import write_file
 from ..errors import SimulationError
 
 if TYPE_CHECKING:
@@ -327,21 +327,13 @@ def _mismatch(
 
 def _save_atomically(path: Path, config: Mapping[str, Any], data: RegimeData) -> None:
     """Write the cache file through a temporary file so a crash never leaves a truncated cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": dict(config),
         "trajectories": data.trajectories,
         "params": data.params,
         "regime": data.regime,
     }
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_file(path, lambda handle: torch.save(payload, handle), overwrite=True)
 
 
 __all__ = ["GENERATOR_VERSION", "PairDataset", "RegimeData", "block_average", "build_regime_data", "regime_seed"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import StrategyError
-from .base import MergeInputs, Plan, Strategy, finite_float
+from .base import MergeInputs, Plan, Strategy, coefficient, sequence
 
 
 class Average(Strategy):
@@ -15,7 +15,7 @@ class Average(Strategy):
 
     def plan(self, inputs: MergeInputs, *, weights: Sequence[float] | None = None) -> Plan:
         n = len(inputs.experts)
-        raw = [1.0] * n if weights is None else [finite_float(w, "weights") for w in weights]
+        raw = [1.0] * n if weights is None else [coefficient(w, "weights") for w in sequence(weights, "weights")]
         if len(raw) != n:
             raise StrategyError(f"parameter 'weights' has {len(raw)} entries for {n} experts")
         total = sum(raw)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -110,12 +111,34 @@ class Strategy(abc.ABC):
             raise StrategyError(f"strategy {self.name!r} takes two or more experts, got {n_experts}")
 
 
-def finite_float(value: Any, name: str) -> float:
-    """``value`` as a finite float, or a StrategyError naming the parameter."""
+#: Largest accepted magnitude of a merge coefficient (α, a task-vector scale, an
+#: average weight, the ends of a searched α range): beyond it the merged weights lie
+#: a million expert-to-expert distances away, which is a typo, not a model.
+MAX_COEFFICIENT = 1e6
+
+
+def finite_float(value: Any, name: str, *, limit: float | None = None) -> float:
+    """``value`` as a finite float (of magnitude at most ``limit``), or a StrategyError naming the parameter."""
+    if isinstance(value, bool):
+        raise StrategyError(f"parameter {name!r} must be a number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise StrategyError(f"parameter {name!r} must be a number, got {value!r}") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise StrategyError(f"parameter {name!r} must be finite, got {value!r}")
+    if limit is not None and abs(number) > limit:
+        raise StrategyError(f"parameter {name!r} = {number:g} is outside [-{limit:g}, {limit:g}]")
     return number
+
+
+def coefficient(value: Any, name: str) -> float:
+    """A merge coefficient: finite and within ±:data:`MAX_COEFFICIENT`."""
+    return finite_float(value, name, limit=MAX_COEFFICIENT)
+
+
+def sequence(value: Any, name: str) -> list[Any]:
+    """``value`` as a list, refusing strings, numbers and other non-sequences."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise StrategyError(f"parameter {name!r} must be a list, got {value!r}")
+    return list(value)

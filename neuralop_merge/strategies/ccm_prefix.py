@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import StrategyError
 from ..merging import ReusedModel
 from ..prefix import select_alpha
 from .base import MergeInputs, Plan, Strategy
@@ -32,12 +31,9 @@ class CCMPrefix(Strategy):
         method: str = "fast",
         n_grid: int = 41,
     ) -> Plan:
-        if not torch.is_tensor(frames) or frames.ndim < 4 or frames.shape[1] < 2:
-            shape = tuple(frames.shape) if torch.is_tensor(frames) else type(frames).__name__
-            raise StrategyError(f"parameter 'frames' must be a [B, k+1, C, ...] tensor with k >= 1, got {shape}")
         reused = ReusedModel(self, inputs)
         search = select_alpha(
-            lambda alpha: reused(line_plan(alpha)), frames, alpha_range=tuple(alpha_range), method=method, n_grid=n_grid
+            lambda alpha: reused(line_plan(alpha)), frames, alpha_range=alpha_range, method=method, n_grid=n_grid
         )
         curve = {"alphas": search.alphas.tolist(), "errors": search.errors.tolist()}
         return line_plan(search.alpha, {"prefix_frames": int(frames.shape[1]), "curve": curve})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import MergeInputs, Plan, Strategy, finite_float
+from .base import MergeInputs, Plan, Strategy, coefficient
 
 
 def line_coefficients(alpha: float, beta: float = 1.0) -> tuple[float, float, float]:
@@ -30,4 +30,4 @@ class FixedAlpha(Strategy):
     n_experts = 2
 
     def plan(self, inputs: MergeInputs, *, alpha: float) -> Plan:
-        return line_plan(finite_float(alpha, "alpha"))
+        return line_plan(coefficient(alpha, "alpha"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import MergeInputs, Plan, Strategy, finite_float
+from .base import MergeInputs, Plan, Strategy, coefficient
 
 
 class TaskArithmetic(Strategy):
@@ -12,6 +12,6 @@ class TaskArithmetic(Strategy):
     needs_anchor = True
 
     def plan(self, inputs: MergeInputs, *, scale: float = 1.0) -> Plan:
-        scale = finite_float(scale, "scale")
+        scale = coefficient(scale, "scale")
         n = len(inputs.experts)
         return Plan(1.0 - scale * n, (scale,) * n, {"scale": scale})

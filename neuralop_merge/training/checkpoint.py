@@ -8,14 +8,13 @@ only tensors and plain containers, and is read back with ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..atomic import write_file
 from ..errors import CheckpointError
 
 CHECKPOINT_FILE = "training_state.pt"
@@ -47,19 +46,8 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     Path
         Path of the checkpoint file.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / CHECKPOINT_FILE
-    # Write next to the target and rename: a crash mid-write leaves the previous checkpoint intact.
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{CHECKPOINT_FILE}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    # A crash mid-write leaves the previous checkpoint intact.
+    return write_file(Path(folder) / CHECKPOINT_FILE, lambda stream: torch.save(state, stream), overwrite=True)
 
 
 def load_checkpoint(folder: str | Path) -> dict[str, Any]:
