@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text
 from .records import LABELS
 
 SPLIT_NAMES = {
@@ -128,7 +129,7 @@ def write_markdown(results: dict[str, Any], path: Path, figures: list[str]) -> N
         f"{hits['ccm_prefix_trajectories']} trajectory(ies).", "",
         *(f"![{name}]({name})" for name in figures),
     ]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n", overwrite=True)
 
 
 __all__ = ["write_markdown"]

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_text
 from .config import StudyConfig
 from .data import generate_data
 from .evaluation import evaluate_seed
@@ -71,25 +70,11 @@ def load_record(path: Path, digest: str) -> SeedRecord | None:
     return SeedRecord.from_json(payload["record"])
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a synced temporary file, so a crash never leaves half a record."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_record(out: Path, record: SeedRecord, digest: str) -> None:
     payload = {"config_digest": digest, "record": record.to_json()}
     path = record_path(out, record.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
+    write_text(path, json.dumps(payload, separators=(",", ":")), overwrite=False)
     if record.snapshot is not None and not (out / SNAPSHOT_FILE).exists():
         snap = record.snapshot
         np.savez_compressed(

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_text
 from ..diagnostics import coordinate_law
 from .config import COMPETENCE_TARGET, COMPETENCE_VS_PERSISTENCE, PUBLISHED_OOD_REDUCTION, SPLITS, StudyConfig
 from .evaluation import ERROR_CAP, FAILURE_ERROR, select_variant
@@ -217,7 +218,7 @@ def write_outputs(config: StudyConfig, records: list[SeedRecord], out: Path, *, 
     from .markdown import write_markdown
 
     results = json_safe(aggregate(config, records, command=command, device=device))
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    write_text(out / "results.json", json.dumps(results, indent=1), overwrite=True)
     drawn = draw_all(results, records, out) if figures else []
     write_markdown(results, out / "results.md", [path.name for path in drawn])
     return results
