@@ -25,6 +25,7 @@ from neuralop.layers.spectral_convolution import SpectralConv
 from neuralop.models.base_model import BaseModel
 from torch import nn
 
+from .allowlist import EXTRA_SAFE_GLOBALS
 from .errors import CheckpointError, UnsafeCheckpointError
 from .provenance import jsonable, package_versions
 from .weights import METADATA_KEY, instantiate, load_into_copy
@@ -36,7 +37,7 @@ PROVENANCE_SUFFIX = "_provenance.json"
 # The objects neuraloperator stores in a model's ``_init_kwargs``: activation
 # functions (``non_linearity``) and layer classes (``conv_module``, ``integral_operator``,
 # ``operator_block``). Nothing else is ever unpickled.
-SAFE_GLOBALS: tuple[Callable[..., Any] | type, ...] = (
+SAFE_GLOBALS: tuple[Any, ...] = (
     F.gelu,
     F.relu,
     F.silu,
@@ -49,7 +50,7 @@ SAFE_GLOBALS: tuple[Callable[..., Any] | type, ...] = (
     torch.sigmoid,
     SpectralConv,
     FNOBlocks,
-)
+) + EXTRA_SAFE_GLOBALS  # ATen and module activations, optional layer classes: see allowlist.py
 
 
 def safe_load(path: Path, *, map_location: str | torch.device | None = None) -> Any:

@@ -208,7 +208,7 @@ def build_regime_data(
     }
     if cache_dir is None:
         return _generate(family, config, resolved, as_table, dtype, device)
-    path = Path(cache_dir) / f"{family.name}-{_config_hash(config)}.pt"
+    path = Path(cache_dir).expanduser() / f"{family.name}-{_config_hash(config)}.pt"
     cached = _load(path, family, config, len(resolved), dtype)
     if cached is not None:
         return cached
