@@ -15,8 +15,10 @@ The same table names callables in JSON architecture records (:mod:`.architecture
 
 from __future__ import annotations
 
+import functools
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -81,6 +83,7 @@ def qualified_name(value: Callable[..., Any] | type) -> str:
     return f"{getattr(value, '__module__', None) or 'torch'}.{value.__qualname__}"
 
 
-def named_callables() -> dict[str, Callable[..., Any] | type]:
-    """Every allow-listed function and class under its qualified name."""
-    return {qualified_name(value): value for value in (*ACTIVATION_FUNCTIONS, *ACTIVATION_MODULES, *LAYER_CLASSES)}
+@functools.lru_cache(maxsize=1)
+def named_callables() -> Mapping[str, Callable[..., Any] | type]:
+    """Every allow-listed function and class under its qualified name (read-only)."""
+    return MappingProxyType({qualified_name(value): value for value in (*ACTIVATION_FUNCTIONS, *ACTIVATION_MODULES, *LAYER_CLASSES)})

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from .allowlist import EXTRA_SAFE_GLOBALS
+from .architecture import architecture_record, rebuild_arguments
 from .errors import CheckpointError, UnsafeCheckpointError
 from .provenance import jsonable, package_versions
 from .weights import METADATA_KEY, instantiate, load_into_copy
@@ -101,6 +103,7 @@ def load_model(
     *,
     name: str | None = None,
     template: nn.Module | None = None,
+    model_class: type[nn.Module] | None = None,
     map_location: str | torch.device | None = None,
 ) -> nn.Module:
     """Load a model safely from neuraloperator's checkpoint layout or a state-dict file.
@@ -114,7 +117,11 @@ def load_model(
         the checkpoint name inside a folder holding several
     template : nn.Module, optional
         a model of the right architecture, for plain ``nn.Module`` state dicts that carry
-        no neuraloperator ``_metadata``; it is not modified
+        no neuraloperator ``_metadata`` and no architecture record; it is not modified
+    model_class : type, optional
+        the class to rebuild when the provenance's architecture record names a class
+        outside neuraloperator (a plain ``nn.Module`` of your own), see
+        :mod:`neuralop_merge.architecture`
     map_location : optional
         as for ``torch.load``
 
@@ -127,22 +134,47 @@ def load_model(
     state = safe_load(state_file, map_location=map_location)
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for k, v in state.items() if k != METADATA_KEY):
         raise CheckpointError(f"{state_file} does not hold a state dict of tensors")
-    init_kwargs = safe_load(metadata_file) if metadata_file is not None else state.get(METADATA_KEY)
     tensors = {k: v for k, v in state.items() if k != METADATA_KEY}
+    provenance = json.loads(provenance_file.read_text()) if provenance_file is not None else None
     try:
         if template is not None:
             model = load_into_copy(template, tensors)
-        elif isinstance(init_kwargs, Mapping) and "_name" in init_kwargs:
-            model = _from_init_kwargs(init_kwargs, tensors, state_file)
         else:
-            raise CheckpointError(
-                f"{state_file} holds no architecture metadata (a plain nn.Module state dict); pass template="
-            )
-    except (RuntimeError, TypeError, KeyError) as error:
+            model = _rebuilt(state, tensors, metadata_file, provenance, state_file, model_class)
+    except (RuntimeError, TypeError, KeyError, ValueError) as error:
         raise CheckpointError(f"{state_file} does not fit the model: {str(error).splitlines()[0]}") from None
-    if provenance_file is not None:
-        model.provenance = json.loads(provenance_file.read_text())
+    if provenance is not None:
+        model.provenance = provenance
     return model
+
+
+def _rebuilt(
+    state: Mapping[str, Any],
+    tensors: dict[str, torch.Tensor],
+    metadata_file: Path | None,
+    provenance: Any,
+    state_file: Path,
+    model_class: type[nn.Module] | None,
+) -> nn.Module:
+    """The model described by neuraloperator's metadata or else by the provenance's architecture record.
+
+    The record is the fallback for models without metadata (UNO, plain modules) and for
+    metadata that cannot be read safely (UQNO pickles its sub-models).
+    """
+    record = provenance.get("architecture") if isinstance(provenance, Mapping) else None
+    try:
+        init_kwargs = safe_load(metadata_file) if metadata_file is not None else state.get(METADATA_KEY)
+    except UnsafeCheckpointError:
+        if record is None:
+            raise
+        init_kwargs = None
+    if isinstance(init_kwargs, Mapping) and "_name" in init_kwargs:
+        return _from_init_kwargs(init_kwargs, tensors, state_file)
+    if record is not None:
+        return instantiate(*rebuild_arguments(record, str(state_file), model_class), tensors)
+    raise CheckpointError(
+        f"{state_file} holds no architecture metadata (a plain nn.Module state dict); pass template="
+    )
 
 
 def _from_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.Tensor], source: Path) -> nn.Module:
@@ -194,6 +226,7 @@ def save_model(
     name: str = "model",
     provenance: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    init_kwargs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Save ``model`` in neuraloperator's layout, plus a provenance record.
 
@@ -203,6 +236,12 @@ def save_model(
     ``provenance`` attribute updated with ``provenance`` and the package versions.
     Every file is written to a temporary name and renamed into place at the end, so a
     failure leaves nothing behind.
+
+    The provenance also holds an architecture record (class and init arguments, see
+    :mod:`neuralop_merge.architecture`), so that models without neuraloperator metadata
+    (UNO, plain ``nn.Module``s) load without a template. ``init_kwargs`` gives the init
+    arguments of a model that does not keep them as attributes (CODANO); they are
+    checked against the model and ignored with a warning when they do not rebuild it.
 
     Returns
     -------
@@ -220,6 +259,9 @@ def save_model(
             raise FileExistsError(f"{existing} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     record = jsonable({**getattr(model, "provenance", {}), **(provenance or {})})
     record["versions"] = package_versions()
+    record["architecture"] = architecture_record(model, init_kwargs)
+    if init_kwargs is not None and record["architecture"] is None:
+        warnings.warn(f"init_kwargs do not rebuild this {type(model).__name__}; {name} needs template= to load")
     init_kwargs = getattr(model, "_init_kwargs", None)
     files["state"].parent.mkdir(parents=True, exist_ok=True)
     with _staged(files["state"].parent) as staged:
