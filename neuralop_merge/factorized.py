@@ -75,8 +75,6 @@ def densify(model: torch.nn.Module) -> list[str]:
                 dense, implementation=getattr(owner, "implementation", "reconstructed"),
                 separable=getattr(owner, "separable", False),
             )
-        if hasattr(owner, "factorization"):
-            owner.factorization = None
         replaced.append(path)
     if replaced:
         _drop_factorization_arguments(model)
@@ -103,12 +101,14 @@ def _contract_chooser(owner: torch.nn.Module) -> Callable[..., Callable[..., tor
 
 
 def _drop_factorization_arguments(model: torch.nn.Module) -> None:
-    """Set the factorization init arguments of every neuraloperator model in the tree to None.
+    """Set the factorization attributes and init arguments of every module in the tree to None.
 
     TFNO passes its default ``factorization="Tucker"`` through ``**kwargs``, so its
     recorded arguments lack the key: it is added, which TFNO honours.
     """
     for module in model.modules():
+        if isinstance(getattr(module, "factorization", None), str):
+            module.factorization = None
         init_kwargs = getattr(module, "_init_kwargs", None)
         if not isinstance(init_kwargs, dict):
             continue
