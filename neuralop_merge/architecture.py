@@ -137,6 +137,14 @@ def _encode(value: Any) -> Any:
     raise UnrecordableError(f"init argument {value!r} has no JSON form")
 
 
+def holds_submodels(record: Any) -> bool:
+    """Whether an architecture record passes a model as an init argument (UQNO's ``base_model``)."""
+    if not isinstance(record, Mapping):
+        return False
+    values = [*record.get("args", []), *record.get("kwargs", {}).values()]
+    return any(isinstance(value, Mapping) and "model" in value for value in values)
+
+
 def trusted_classes() -> dict[str, type[nn.Module]]:
     """The model classes a record may name: neuraloperator's models and activation modules."""
     classes = [c for c in vars(neuralop.models).values() if isinstance(c, type) and issubclass(c, nn.Module)]

@@ -27,7 +27,7 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from .allowlist import EXTRA_SAFE_GLOBALS
-from .architecture import architecture_record, rebuild_arguments
+from .architecture import architecture_record, holds_submodels, rebuild_arguments
 from .errors import CheckpointError, UnsafeCheckpointError
 from .provenance import jsonable, package_versions
 from .weights import METADATA_KEY, instantiate, load_into_copy
@@ -159,13 +159,14 @@ def _rebuilt(
     """The model described by neuraloperator's metadata or else by the provenance's architecture record.
 
     The record is the fallback for models without metadata (UNO, plain modules) and for
-    metadata that cannot be read safely (UQNO pickles its sub-models).
+    a model whose arguments are sub-models (UQNO), whose metadata pickles whole modules
+    that no safe loader reads. Any other unsafe metadata file is refused.
     """
     record = provenance.get("architecture") if isinstance(provenance, Mapping) else None
     try:
         init_kwargs = safe_load(metadata_file) if metadata_file is not None else state.get(METADATA_KEY)
     except UnsafeCheckpointError:
-        if record is None:
+        if not holds_submodels(record):
             raise
         init_kwargs = None
     if isinstance(init_kwargs, Mapping) and "_name" in init_kwargs:
