@@ -195,6 +195,7 @@ class CCM:
         method: str = "fast",
         n_grid: int = 41,
         history: int = 1,
+        data_processor: nn.Module | None = None,
     ) -> PrefixResult:
         """Pick α from the first frames of the target trajectory and deploy θ(α).
 
@@ -210,12 +211,15 @@ class CCM:
             points of the reference grid (its spacing is the fast search's resolution)
         history : int
             past frames the model takes as input
+        data_processor : neuraloperator DataProcessor, optional
+            the pipeline's normalizing processor: ``frames`` are in physical units
+            and each rollout step is pre- and postprocessed by it
         """
         # Candidates are scored in one reused model: no copy or provenance per α.
         reused = ReusedModel(self._strategy, self.inputs)
         search = select_alpha(
             lambda alpha: reused(self.plan(alpha)), frames, alpha_range=alpha_range, method=method, n_grid=n_grid,
-            history=history,
+            history=history, data_processor=data_processor,
         )
         info = {"prefix_frames": int(frames.shape[1]), "search": method, "n_evaluations": search.n_evaluations}
         model = self._model(self.plan(search.alpha, info), {"frames": frames, "alpha_range": list(alpha_range)})

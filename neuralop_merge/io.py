@@ -79,13 +79,22 @@ def safe_load(path: Path, *, map_location: str | torch.device | None = None) -> 
 
 
 def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | None]:
-    """(state file, metadata file or None, provenance file or None) for ``path``."""
+    """(state file, metadata file or None, provenance file or None) for ``path``.
+
+    ``path`` is a folder (holding one checkpoint, or ``name``), a state file, or the
+    prefix ``FOLDER/NAME`` of ``FOLDER/NAME_state_dict.pt``.
+    """
+    prefixed = path.with_name(f"{path.name}{STATE_SUFFIX}")
+    if not path.exists() and name is None and prefixed.is_file():
+        path = prefixed
     if path.is_dir():
         if name is None:
             found = sorted(path.glob(f"*{STATE_SUFFIX}"))
             if len(found) != 1:
                 listed = ", ".join(p.name for p in found) or "none"
-                raise CheckpointError(f"{path} must hold exactly one *{STATE_SUFFIX} (found: {listed}); pass name=")
+                raise CheckpointError(
+                    f"{path} must hold exactly one *{STATE_SUFFIX} (found: {listed}); pass name= or the path {path}/NAME"
+                )
             name = found[0].name[: -len(STATE_SUFFIX)]
         state_file = path / f"{name}{STATE_SUFFIX}"
     else:
@@ -96,6 +105,18 @@ def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | Non
     metadata = state_file.with_name(f"{stem}{METADATA_SUFFIX}")
     provenance = state_file.with_name(f"{stem}{PROVENANCE_SUFFIX}")
     return state_file, metadata if metadata.is_file() else None, provenance if provenance.is_file() else None
+
+
+def recorded_provenance(path: str | os.PathLike, name: str | None = None) -> dict[str, Any] | None:
+    """The provenance record of the checkpoint at ``path`` (as :func:`load_model` finds it), or None."""
+    _, _, provenance_file = _locate(Path(path), name)
+    if provenance_file is None:
+        return None
+    try:
+        record = json.loads(provenance_file.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read provenance {provenance_file}: {str(error).splitlines()[0]}") from None
+    return record if isinstance(record, dict) else None
 
 
 def load_model(
@@ -112,7 +133,8 @@ def load_model(
     ----------
     path : path
         a folder written by ``save_checkpoint`` / :func:`save_model`, a
-        ``<name>_state_dict.pt`` file, or any file holding a state dict
+        ``<name>_state_dict.pt`` file, its prefix ``<folder>/<name>``, or any file
+        holding a state dict
     name : str, optional
         the checkpoint name inside a folder holding several
     template : nn.Module, optional

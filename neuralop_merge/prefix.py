@@ -68,18 +68,21 @@ class _PrefixObjective:
         *,
         history: int,
         max_batch: int | None,
+        data_processor: nn.Module | None = None,
     ) -> None:
         self.model_at = model_at
         self.frames = frames
         self.history = history
         self.max_batch = max_batch
+        self.data_processor = data_processor
         self.cache: dict[float, float] = {}
 
     def __call__(self, alpha: float) -> float:
         alpha = float(alpha)
         if alpha not in self.cache:
             error = prefix_error(
-                self.model_at(alpha), self.frames, history=self.history, max_batch=self.max_batch
+                self.model_at(alpha), self.frames, history=self.history, max_batch=self.max_batch,
+                data_processor=self.data_processor,
             )
             # A rollout that blew up is the worst candidate, not an unordered one.
             self.cache[alpha] = error if math.isfinite(error) else math.inf
@@ -99,6 +102,7 @@ def select_alpha(
     history: int = 1,
     n_coarse: int = 5,
     max_batch: int | None = None,
+    data_processor: nn.Module | None = None,
 ) -> PrefixSearch:
     """Choose the merge coefficient whose rollout best fits an observed prefix.
 
@@ -127,6 +131,9 @@ def select_alpha(
         tenth grid point.
     max_batch : int, optional
         Passed to the rollout to bound memory.
+    data_processor : neuraloperator DataProcessor, optional
+        Passed to the rollout, so that frames in physical units are compared with
+        de-normalized predictions.
 
     Returns
     -------
@@ -134,7 +141,9 @@ def select_alpha(
         The chosen coefficient and every evaluation made.
     """
     low, high = _check_search(alpha_range, method, n_grid, n_coarse)
-    objective = _PrefixObjective(model_at, frames, history=history, max_batch=max_batch)
+    objective = _PrefixObjective(
+        model_at, frames, history=history, max_batch=max_batch, data_processor=data_processor
+    )
     grid = torch.linspace(low, high, n_grid, dtype=torch.float64).tolist()
     if method == "grid" or n_grid <= n_coarse:
         for alpha in grid:

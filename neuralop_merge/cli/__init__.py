@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import NeuralopMergeError
+from .checkpoints import accept_negative_numbers
 
 # Module names (in this package) of the sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = ("list_cmd", "merge_cmd", "inspect_cmd", "finetune_cmd", "demo_cmd")
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{module_name}").register(subparsers)
+    for subparser in (parser, *subparsers.choices.values()):
+        accept_negative_numbers(subparser)
     return parser
 
 

@@ -14,6 +14,7 @@ import torch
 from ..ccm import CCM
 from ..diagnostics import inspect_report, json_safe, save_report
 from ..errors import StrategyError
+from .checkpoints import endpoint_coordinates
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--anchor", required=True, help="the anchor checkpoint")
     parser.add_argument("--low", required=True, help="the low-endpoint expert checkpoint")
     parser.add_argument("--high", required=True, help="the high-endpoint expert checkpoint")
-    parser.add_argument("--low-coord", type=float, default=-1.0, help="physical parameter of the low expert")
-    parser.add_argument("--high-coord", type=float, default=1.0, help="physical parameter of the high expert")
+    parser.add_argument("--low-coord", type=float, help="physical parameter of the low expert (default: its provenance's)")
+    parser.add_argument("--high-coord", type=float, help="physical parameter of the high expert (default: its provenance's)")
     parser.add_argument("--transform", choices=("linear", "log"), default="linear", help="coordinate transform")
     parser.add_argument("--family", help="simulate the target regimes with this family (e.g. diffreact)")
     parser.add_argument("--regimes", type=float, nargs="+", metavar="MU", help="target values of the family's axis")
@@ -91,8 +92,8 @@ def load_regimes(args: argparse.Namespace) -> dict[float, torch.Tensor] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ccm = CCM(args.anchor, args.low, args.high, low_coord=args.low_coord, high_coord=args.high_coord,
-              transform=args.transform)
+    low_coord, high_coord = endpoint_coordinates(args.low, args.high, args.low_coord, args.high_coord)
+    ccm = CCM(args.anchor, args.low, args.high, low_coord=low_coord, high_coord=high_coord, transform=args.transform)
     regimes = load_regimes(args)
     report = inspect_report(ccm, regimes, parse_alphas(args.alphas))
     rows = report["layers"]
@@ -111,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
                   f"  {row['error']:9.4g}  {row['wrong_error']:9.4g}")
         law = report["coordinate_law"]
         if law is not None:
-            print(f"coordinate law: alpha = {law['slope']:.3g} c + {law['intercept']:.3g}, r = {_format(law['r'])}")
+            caveat = " (only two regimes: |r| is 1 whatever the law)" if len(regimes) == 2 else ""
+            print(f"coordinate law: alpha = {law['slope']:.3g} c + {law['intercept']:.3g}, r = {_format(law['r'])}{caveat}")
     if args.json:
         args.json.write_text(json.dumps(json_safe(rows), indent=2))
     if args.plot:

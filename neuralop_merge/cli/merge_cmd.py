@@ -12,6 +12,7 @@ import torch
 from ..errors import StrategyError
 from ..io import checkpoint_files, safe_load, save_model
 from ..merging import merge
+from .checkpoints import endpoint_coordinates
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,8 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--high", help="the high-endpoint expert")
     parser.add_argument("--alpha", type=float, help="position on the merge line (fixed_alpha)")
     parser.add_argument("--coord", type=float, help="target physical parameter mu (ccm_coord)")
-    parser.add_argument("--low-coord", type=float, help="physical parameter of the low expert (ccm_coord)")
-    parser.add_argument("--high-coord", type=float, help="physical parameter of the high expert (ccm_coord)")
+    parser.add_argument("--low-coord", type=float,
+                        help="physical parameter of the low expert (ccm_coord; default: its provenance's)")
+    parser.add_argument("--high-coord", type=float,
+                        help="physical parameter of the high expert (ccm_coord; default: its provenance's)")
     parser.add_argument("--transform", choices=("linear", "log"), help="coordinate transform (ccm_coord)")
     parser.add_argument("--prefix", type=Path, help="torch file with observed frames [B, k+1, C, ...] (ccm_prefix)")
     parser.add_argument("--alpha-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="searched interval")
@@ -90,6 +93,10 @@ def strategy_params(args: argparse.Namespace) -> dict[str, Any]:
     }
     params = {key: value for key, value in given.items() if value is not None}
     params.update(_parse_param(item) for item in args.param)
+    if args.strategy == "ccm_coord" and args.low and args.high:
+        params["low_coord"], params["high_coord"] = endpoint_coordinates(
+            args.low, args.high, params.get("low_coord"), params.get("high_coord")
+        )
     return params
 
 
