@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import Toy
 from neuralop.data.transforms.data_processors import DefaultDataProcessor
 from neuralop.data.transforms.normalizers import UnitGaussianNormalizer
 from neuralop.losses import LpLoss
@@ -131,3 +132,33 @@ def test_a_folder_of_several_checkpoints_names_the_prefix_form(experts):
     folder, _ = experts
     with pytest.raises(nm.CheckpointError, match=r"pass name= or the path .*/NAME"):
         nm.load_model(folder)
+
+
+def test_inspect_reads_recorded_coordinates_and_flags_a_two_regime_law(experts, tmp_path, capsys):
+    folder, _ = experts
+    for name, value in (("low", 0.5), ("high", 1.5)):
+        model = nm.load_model(folder / name)
+        model.provenance = {"parameter": {"name": "scale", "value": value}}
+        nm.save_model(model, tmp_path / "experts", name=name)
+    trajectories = torch.stack([pairs(seed, 1.0)[0][:3] for seed in range(4)])  # [N=4, T+1=3, C=1, 16]
+    torch.save({"trajectories": trajectories, "params": torch.tensor([0.5, 0.5, 1.5, 1.5])}, tmp_path / "data.pt")
+    code = main(["inspect", "--anchor", str(folder / "anchor"), "--low", str(tmp_path / "experts" / "low"),
+                 "--high", str(tmp_path / "experts" / "high"), "--data", str(tmp_path / "data.pt"), "--alphas=-1:1:5"])
+    out = capsys.readouterr().out
+    assert code == 0 and "from only two regimes" in out
+    assert "-1.000" in out and "1.000" in out  # c(0.5) = -1 and c(1.5) = +1 from the recorded coordinates
+
+
+def test_cli_builds_a_plain_module_named_by_model_class(tmp_path, capsys):
+    torch.manual_seed(0)
+    for name in ("anchor", "low", "high"):
+        nm.save_model(Toy(), tmp_path, name=name)
+    common = ["merge", "fixed_alpha", "--anchor", str(tmp_path / "anchor"), "--low", str(tmp_path / "low"),
+              "--high", str(tmp_path / "high"), "--alpha", "-1", "-o", str(tmp_path / "out")]
+    assert main(common) == 2
+    assert "pass model_class= or template= (CLI: --model-class MODULE:CLASS)" in capsys.readouterr().err
+    assert main([*common, "--model-class", "conftest:Toy"]) == 0
+    merged = nm.load_model(tmp_path / "out", model_class=Toy)
+    assert nm.fingerprint(merged) == nm.fingerprint(nm.load_model(tmp_path / "low", model_class=Toy))
+    assert main([*common, "--model-class", "conftest", "--name", "x"]) == 2
+    assert "--model-class must be MODULE:CLASS" in capsys.readouterr().err

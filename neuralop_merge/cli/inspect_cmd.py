@@ -14,7 +14,7 @@ import torch
 from ..ccm import CCM
 from ..diagnostics import inspect_report, json_safe, save_report
 from ..errors import StrategyError
-from .checkpoints import endpoint_coordinates
+from .checkpoints import add_model_class_option, checkpoints_as_models, endpoint_coordinates
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alphas", default="-3:3:25", help="START:STOP:NUM alphas of the error curve, written --alphas=-2:2:17 when START is negative (default -3:3:25)")
     parser.add_argument("--json", type=Path, help="write the per-tensor table as JSON to this file")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write PNGs and the full report.json into DIR")
+    add_model_class_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -93,7 +94,8 @@ def load_regimes(args: argparse.Namespace) -> dict[float, torch.Tensor] | None:
 
 def run(args: argparse.Namespace) -> int:
     low_coord, high_coord = endpoint_coordinates(args.low, args.high, args.low_coord, args.high_coord)
-    ccm = CCM(args.anchor, args.low, args.high, low_coord=low_coord, high_coord=high_coord, transform=args.transform)
+    anchor, low, high = checkpoints_as_models([args.anchor, args.low, args.high], args.model_class)
+    ccm = CCM(anchor, low, high, low_coord=low_coord, high_coord=high_coord, transform=args.transform)
     regimes = load_regimes(args)
     report = inspect_report(ccm, regimes, parse_alphas(args.alphas))
     rows = report["layers"]
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                   f"  {row['error']:9.4g}  {row['wrong_error']:9.4g}")
         law = report["coordinate_law"]
         if law is not None:
-            caveat = " (only two regimes: |r| is 1 whatever the law)" if len(regimes) == 2 else ""
+            caveat = " (from only two regimes: r is +-1 or undefined whatever the models)" if len(regimes) == 2 else ""
             print(f"coordinate law: alpha = {law['slope']:.3g} c + {law['intercept']:.3g}, r = {_format(law['r'])}{caveat}")
     if args.json:
         args.json.write_text(json.dumps(json_safe(rows), indent=2))

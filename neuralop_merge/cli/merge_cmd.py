@@ -12,7 +12,7 @@ import torch
 from ..errors import StrategyError
 from ..io import checkpoint_files, safe_load, save_model
 from ..merging import merge
-from .checkpoints import endpoint_coordinates
+from .checkpoints import add_model_class_option, checkpoints_as_models, endpoint_coordinates
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--out", required=True, type=Path, help="output folder")
     parser.add_argument("--name", default="merged", help="checkpoint name inside the output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
+    add_model_class_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -104,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
     files = checkpoint_files(args.out, args.name)
     if not args.overwrite and files["state"].exists():
         raise FileExistsError(f"{files['state']} exists; pass --overwrite to replace it")
-    model = merge(
-        args.strategy, anchor=args.anchor, experts=_experts(args), output=args.output_format, **strategy_params(args)
-    )
+    params = strategy_params(args)
+    anchor, *experts = checkpoints_as_models([args.anchor, *_experts(args)], args.model_class)
+    model = merge(args.strategy, anchor=anchor, experts=experts, output=args.output_format, **params)
     path = save_model(model, args.out, name=args.name, overwrite=args.overwrite)
     alpha = model.provenance.get("alpha")
     print(f"wrote {path}" + (f" (alpha = {alpha:.4g})" if isinstance(alpha, float) else ""))
