@@ -24,11 +24,13 @@ from typing import Any
 
 import neuralop.models
 import torch
+from neuralop.models import UQNO
 from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from .allowlist import ACTIVATION_MODULES, named_callables, qualified_name
 from .errors import CheckpointError
+from .weights import METADATA_KEY
 
 # Keys of neuraloperator's ``_init_kwargs`` that are not arguments of the class.
 BOOKKEEPING_KWARGS = frozenset({"_version", "_name", "args"})
@@ -141,8 +143,29 @@ def holds_submodels(record: Any) -> bool:
     """Whether an architecture record passes a model as an init argument (UQNO's ``base_model``)."""
     if not isinstance(record, Mapping):
         return False
-    values = [*record.get("args", []), *record.get("kwargs", {}).values()]
+    args, kwargs = record.get("args"), record.get("kwargs")
+    values = [*(args if isinstance(args, list) else []), *(kwargs.values() if isinstance(kwargs, Mapping) else [])]
     return any(isinstance(value, Mapping) and "model" in value for value in values)
+
+
+def uqno_arguments(state: Mapping[str, Any]) -> tuple[type[nn.Module], tuple[Any, ...], dict[str, Any]] | None:
+    """UQNO's class and arguments as its own ``save_checkpoint`` state file records them, else None.
+
+    ``UQNO.save_checkpoint`` pickles its sub-models into the metadata file, which no
+    safe loader reads. Its state file carries the init arguments of the base model,
+    though: neuraloperator writes the first sub-model's ``_metadata`` into the shared
+    state dict. UQNO's default residual model is a copy of the base model, which is
+    what is rebuilt; a strict load then refuses any other residual architecture.
+    """
+    base_kwargs = state.get(METADATA_KEY)
+    prefixes = {key.split(".", 1)[0] for key in state if key != METADATA_KEY}
+    if prefixes != {"base_model", "residual_model"} or not isinstance(base_kwargs, Mapping):
+        return None
+    base_class = BaseModel._models.get(str(base_kwargs.get("_name")).lower())
+    if base_class is None:
+        return None
+    kwargs = {k: v for k, v in base_kwargs.items() if k not in BOOKKEEPING_KWARGS}
+    return UQNO, (), {"base_model": base_class(*base_kwargs.get("args", ()), **kwargs)}
 
 
 def trusted_classes() -> dict[str, type[nn.Module]]:

@@ -27,7 +27,7 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from .allowlist import EXTRA_SAFE_GLOBALS
-from .architecture import architecture_record, holds_submodels, rebuild_arguments
+from .architecture import architecture_record, holds_submodels, rebuild_arguments, uqno_arguments
 from .errors import CheckpointError, UnsafeCheckpointError
 from .provenance import jsonable, package_versions
 from .weights import METADATA_KEY, instantiate, load_into_copy
@@ -182,12 +182,17 @@ def _rebuilt(
 
     The record is the fallback for models without metadata (UNO, plain modules) and for
     a model whose arguments are sub-models (UQNO), whose metadata pickles whole modules
-    that no safe loader reads. Any other unsafe metadata file is refused.
+    that no safe loader reads; UQNO's own checkpoints are read from their state file
+    (:func:`~neuralop_merge.architecture.uqno_arguments`). Any other unsafe metadata
+    file is refused.
     """
     record = provenance.get("architecture") if isinstance(provenance, Mapping) else None
     try:
         init_kwargs = safe_load(metadata_file) if metadata_file is not None else state.get(METADATA_KEY)
     except UnsafeCheckpointError:
+        own_uqno = uqno_arguments(state) if record is None else None
+        if own_uqno is not None:
+            return instantiate(*own_uqno, tensors)
         if not holds_submodels(record):
             raise
         init_kwargs = None

@@ -16,6 +16,7 @@ import torch
 from conftest import Toy
 from neuralop.models import CODANO, FNO, FNOGNO, GINO, TFNO, UNO, UQNO
 from neuralop.models.base_model import BaseModel
+from tltorch import FactorizedTensor
 
 import neuralop_merge as nm
 from neuralop_merge.factorized import factorized_modules
@@ -175,9 +176,8 @@ def test_merged_model_round_trips_through_checkpoints(name, case, tmp_path):
         assert nm.fingerprint(own) == nm.fingerprint(merged)
 
 
-# UQNO's metadata pickles its sub-models, which no safe loader reads; UNO, CODANO and plain
-# modules have no save_checkpoint.
-NOT_OWN_CHECKPOINTS = {"uqno", "uno", "uno-tucker", "codano", "plain-module"}
+# UNO, CODANO and plain modules have no save_checkpoint.
+NOT_OWN_CHECKPOINTS = {"uno", "uno-tucker", "codano", "plain-module"}
 
 
 @pytest.mark.parametrize(("name", "case"), [p for p in ALL_CASES if p.values[0] not in NOT_OWN_CHECKPOINTS])
@@ -193,3 +193,30 @@ def test_a_plain_module_class_is_not_imported_from_a_file(tmp_path):
     nm.save_model(Toy(), tmp_path)
     with pytest.raises(nm.CheckpointError, match="conftest.Toy, which is not a neuraloperator model; pass model_class="):
         nm.load_model(tmp_path)
+
+
+class OpaqueFactorizedLayer(torch.nn.Module):
+    """A Tucker-factorized layer that fixes its contraction at construction, without neuraloperator's
+    ``get_contract_fun``: no dense weight can be swapped in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = FactorizedTensor.new((3, 3, 2), rank=0.5, factorization="tucker")
+        self.weight.normal_(0, 0.5)
+        self._contract = tucker_contraction
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._contract(x, self.weight)
+
+
+def tucker_contraction(x: torch.Tensor, weight: FactorizedTensor) -> torch.Tensor:
+    return x @ weight.to_tensor().sum(-1)
+
+
+def test_a_layer_without_a_dense_form_is_refactorized_with_a_warning():
+    torch.manual_seed(0)
+    anchor = OpaqueFactorizedLayer()
+    low, high = fine_tuned(anchor, 1), fine_tuned(anchor, 2)
+    with pytest.warns(UserWarning, match="re-factorizing the merged weights instead"):
+        merged = nm.merge("fixed_alpha", anchor=anchor, experts=[low, high], alpha=0.5)
+    assert merged.weight.name == "Tucker" and set(merged.provenance["refactorization_error"]) == {"weight"}
