@@ -97,6 +97,12 @@ def test_prefix_search_with_a_data_processor_finds_the_generating_alpha(experts)
     frames = nm.rollout(ccm.at(1.5), pairs(3, 1.0)[0], 3, data_processor=data_processor)
     picked = ccm.from_prefix(frames, method="grid", n_grid=13, data_processor=data_processor)
     assert picked.alpha == pytest.approx(1.5)
+    experts = {"low": ccm.inputs.experts[0].model, "high": ccm.inputs.experts[1].model}
+    surface = nm.CCMSurface(ccm.inputs.anchor.model, experts, {"low": 0.5, "high": 1.5})
+    on_surface = surface.from_prefix(frames, method="grid", n_grid=13, data_processor=data_processor)
+    assert on_surface.coordinate == pytest.approx((1.5,))
+    unprocessed = surface.from_prefix(frames, method="grid", n_grid=13)  # normalized predictions vs physical frames
+    assert unprocessed.errors.min() > 10 * on_surface.errors.min()
 
 
 def test_rollout_refuses_frames_of_another_dtype(experts):
