@@ -107,16 +107,17 @@ def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | Non
     return state_file, metadata if metadata.is_file() else None, provenance if provenance.is_file() else None
 
 
-def recorded_provenance(path: str | os.PathLike, name: str | None = None) -> dict[str, Any] | None:
+def recorded_provenance(path: str | os.PathLike, name: str | None = None) -> Any:
     """The provenance record of the checkpoint at ``path`` (as :func:`load_model` finds it), or None."""
     _, _, provenance_file = _locate(Path(path), name)
-    if provenance_file is None:
-        return None
+    return None if provenance_file is None else _read_provenance(provenance_file)
+
+
+def _read_provenance(provenance_file: Path) -> Any:
     try:
-        record = json.loads(provenance_file.read_text())
+        return json.loads(provenance_file.read_text())
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot read provenance {provenance_file}: {str(error).splitlines()[0]}") from None
-    return record if isinstance(record, dict) else None
 
 
 def load_model(
@@ -157,7 +158,7 @@ def load_model(
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for k, v in state.items() if k != METADATA_KEY):
         raise CheckpointError(f"{state_file} does not hold a state dict of tensors")
     tensors = {k: v for k, v in state.items() if k != METADATA_KEY}
-    provenance = json.loads(provenance_file.read_text()) if provenance_file is not None else None
+    provenance = _read_provenance(provenance_file) if provenance_file is not None else None
     try:
         if template is not None:
             model = load_into_copy(template, tensors)
@@ -290,11 +291,11 @@ def save_model(
     record["architecture"] = architecture_record(model, init_kwargs)
     if init_kwargs is not None and record["architecture"] is None:
         warnings.warn(f"init_kwargs do not rebuild this {type(model).__name__}; {name} needs template= to load")
-    init_kwargs = getattr(model, "_init_kwargs", None)
+    metadata = getattr(model, "_init_kwargs", None)
     files["state"].parent.mkdir(parents=True, exist_ok=True)
     with _staged(files["state"].parent) as staged:
         _write(staged, files["state"], lambda handle: torch.save(model.state_dict(), handle))
-        if init_kwargs is not None:
-            _write(staged, files["metadata"], lambda handle: torch.save(init_kwargs, handle))
+        if metadata is not None:
+            _write(staged, files["metadata"], lambda handle: torch.save(metadata, handle))
         _write(staged, files["provenance"], lambda handle: handle.write(json.dumps(record, indent=2).encode()))
     return files["state"]

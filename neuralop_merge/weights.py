@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from . import factorized
-from .errors import IncompatibleModelsError
 
 METADATA_KEY = "_metadata"
 OUTPUT_FORMATS = ("dense", "refactorize")

@@ -26,7 +26,8 @@ def accept_negative_numbers(parser: argparse.ArgumentParser) -> None:
 
 def recorded_coordinate(path: str) -> float | None:
     """The physical parameter value an expert's provenance records (``parameter.value``), or None."""
-    parameter = (recorded_provenance(path) or {}).get("parameter")
+    record = recorded_provenance(path)
+    parameter = record.get("parameter") if isinstance(record, Mapping) else None
     value = parameter.get("value") if isinstance(parameter, Mapping) else None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--high", required=True, help="the high-endpoint expert checkpoint")
     parser.add_argument("--low-coord", type=float, help="physical parameter of the low expert (default: its provenance's)")
     parser.add_argument("--high-coord", type=float, help="physical parameter of the high expert (default: its provenance's)")
-    parser.add_argument("--transform", choices=("linear", "log"), default="linear", help="coordinate transform")
+    parser.add_argument("--transform", choices=("linear", "log"), default="linear",
+                        help="coordinate transform: log for parameters compared on a log scale (default linear)")
     parser.add_argument("--family", help="simulate the target regimes with this family (e.g. diffreact)")
     parser.add_argument("--regimes", type=float, nargs="+", metavar="MU", help="target values of the family's axis")
     parser.add_argument("--n-traj", type=int, default=4, help="trajectories per simulated regime (default 4)")
