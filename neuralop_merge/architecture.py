@@ -101,10 +101,11 @@ def _is_argument_like(value: Any) -> bool:
     """Whether an attribute can be what was passed to ``__init__`` (not a tensor or built layer)."""
     if isinstance(value, (list, tuple)):
         return all(_is_argument_like(v) for v in value)
-    return isinstance(value, _PLAIN) or qualified_name_or_none(value) in named_callables()
+    return isinstance(value, _PLAIN) or _callable_name(value) in named_callables()
 
 
-def qualified_name_or_none(value: Any) -> str | None:
+def _callable_name(value: Any) -> str | None:
+    """The qualified name of a function or class, None for anything else."""
     return qualified_name(value) if callable(value) and hasattr(value, "__qualname__") else None
 
 
@@ -133,7 +134,7 @@ def _encode(value: Any) -> Any:
         return {"dict": {k: _encode(v) for k, v in value.items()}}
     if isinstance(value, nn.Module):
         return {"model": _record(value)}
-    name = qualified_name_or_none(value)
+    name = _callable_name(value)
     if name in named_callables():
         return {"callable": name}
     raise UnrecordableError(f"init argument {value!r} has no JSON form")
