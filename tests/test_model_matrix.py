@@ -109,12 +109,16 @@ def fine_tuned(anchor: torch.nn.Module, seed: int) -> torch.nn.Module:
     return expert
 
 
+# UQNO's nested BaseModels make neuraloperator warn about its own state-dict metadata.
+pytestmark = pytest.mark.filterwarnings("ignore:Attempting to update metadata:UserWarning")
+
+
 @pytest.fixture(scope="module", autouse=True)
-def quiet_neuralop():
-    torch.set_num_threads(1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # neuraloperator's own metadata and version chatter
-        yield
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: more threads only add overhead on a shared machine
+    yield
+    torch.set_num_threads(previous)
 
 
 def outputs(model: torch.nn.Module, case: Case) -> list[torch.Tensor]:

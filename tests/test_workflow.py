@@ -48,7 +48,6 @@ def trained(model: FNO, x: torch.Tensor, y: torch.Tensor, data_processor: Defaul
 
 @pytest.fixture(scope="module")
 def experts(tmp_path_factory):
-    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("neuralop-experts")
     torch.manual_seed(0)
     anchor = FNO(n_modes=(4,), in_channels=1, out_channels=1, hidden_channels=8, n_layers=2)
@@ -168,3 +167,14 @@ def test_cli_builds_a_plain_module_named_by_model_class(tmp_path, capsys):
     assert nm.fingerprint(merged) == nm.fingerprint(nm.load_model(tmp_path / "low", model_class=Toy))
     assert main([*common, "--model-class", "conftest", "--name", "x"]) == 2
     assert "--model-class must be MODULE:CLASS" in capsys.readouterr().err
+
+
+def test_experts_with_different_active_modes_are_merged_with_a_warning():
+    torch.manual_seed(0)
+    anchor = FNO(n_modes=(4,), max_n_modes=(4,), in_channels=1, out_channels=1, hidden_channels=4, n_layers=2)
+    grown = copy.deepcopy(anchor)
+    anchor.fno_blocks.convs[0].n_modes = (2,)  # an incremental FNO early in training (kept as 2 rfft modes)
+    with pytest.warns(UserWarning, match=r"uses active n_modes \(3,\) in 'fno_blocks.convs.0', anchor uses \(2,\)") as caught:
+        merged = nm.merge("task_arithmetic", anchor=anchor, experts=[grown, grown])
+    assert [str(warning.message).split()[0] for warning in caught] == ["expert[0]", "expert[1]"]
+    assert tuple(merged.fno_blocks.convs[0].n_modes) == (2,)
