@@ -80,10 +80,6 @@ def rollout(
         the trajectory stays in physical units. It runs in eval mode during the
         rollout and gets its previous mode back afterwards.
 
-    Raises
-    ------
-    EvaluationError
-        when ``x0``'s dtype is not the model's (cast it with ``x0.to(dtype)``)
 
     Returns
     -------
@@ -92,6 +88,12 @@ def rollout(
         and with ``x0``'s dtype; its first ``history`` frames are the given
         ones. With ``history == 1`` this is ``[B, n_steps + 1, C, *spatial]``
         and frame 0 is ``x0``.
+
+    Raises
+    ------
+    EvaluationError
+        when ``x0``'s dtype is not the model's (cast it with ``x0.to(dtype)``), or
+        for bad shapes and counts
     """
     frames = _as_frames(x0, history)
     _check_counts(n_steps, max_batch)
