@@ -75,6 +75,7 @@ def _record(model: nn.Module, given_kwargs: Mapping[str, Any] | None = None) -> 
 
 
 def _introspected_kwargs(model: nn.Module) -> dict[str, Any]:
+    """``model``'s init arguments read back from its attributes, checked by rebuilding it."""
     kwargs: dict[str, Any] = {}
     for parameter in list(inspect.signature(type(model).__init__).parameters.values())[1:]:
         if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
@@ -101,6 +102,8 @@ def _is_argument_like(value: Any) -> bool:
     """Whether an attribute can be what was passed to ``__init__`` (not a tensor or built layer)."""
     if isinstance(value, (list, tuple)):
         return all(_is_argument_like(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_argument_like(v) for k, v in value.items())
     return isinstance(value, _PLAIN) or _callable_name(value) in named_callables()
 
 
@@ -122,6 +125,7 @@ def _rebuilds(model: nn.Module, kwargs: Mapping[str, Any]) -> bool:
 
 
 def _encode(value: Any) -> Any:
+    """``value`` as JSON, tagged where JSON alone would lose its type (see the module docstring)."""
     if isinstance(value, float) and not math.isfinite(value):
         return {"float": str(value)}
     if isinstance(value, _PLAIN):
@@ -212,6 +216,7 @@ def rebuild_arguments(
 
 
 def _decode(value: Any, source: str) -> Any:
+    """The inverse of :func:`_encode`; only allow-listed functions and neuraloperator models come back."""
     if isinstance(value, list):
         return [_decode(v, source) for v in value]
     if not isinstance(value, dict):
