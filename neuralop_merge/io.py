@@ -108,8 +108,16 @@ def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | Non
 
 
 def recorded_provenance(path: str | os.PathLike, name: str | None = None) -> Any:
-    """The provenance record of the checkpoint at ``path`` (as :func:`load_model` finds it), or None."""
-    _, _, provenance_file = _locate(Path(path), name)
+    """The provenance record of the checkpoint at ``path`` (as :func:`load_model` finds it), or None.
+
+    Raises
+    ------
+    CheckpointError
+        when there is no checkpoint at ``path``, or its provenance is not JSON
+    """
+    state_file, _, provenance_file = _locate(Path(path), name)
+    if not state_file.is_file():
+        raise CheckpointError(f"checkpoint file not found: {state_file}")
     return None if provenance_file is None else _read_provenance(provenance_file)
 
 

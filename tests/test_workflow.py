@@ -131,6 +131,9 @@ def test_cli_refuses_missing_coordinates_in_one_line(experts, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "give --low-coord" in err[0] and "records no physical parameter" in err[0]
+    code = main(["merge", "ccm_coord", "--anchor", str(folder / "anchor"), "--low", str(folder / "missing"),
+                 "--high", str(folder / "high"), "--coord", "1", "-o", str(folder / "never")])
+    assert code == 2 and "checkpoint file not found" in capsys.readouterr().err and not (folder / "never").exists()
 
 
 def test_a_folder_of_several_checkpoints_names_the_prefix_form(experts):
