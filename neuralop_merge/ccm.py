@@ -11,6 +11,7 @@ or experts on several physical axes, give the fitted merge surface of
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,9 @@ class CCM:
             ``transform`` (one for all axes, or ``{axis: transform}``) and ``output``;
             ``quadratic`` for the surface
 
+        Experts trained elsewhere (no provenance) are accepted with ``coords``; their
+        lineage cannot be checked, which a warning says.
+
         Raises
         ------
         TrainingError
@@ -112,14 +116,11 @@ class CCM:
         StrategyError
             with fewer than two experts, or coordinates that cannot be fitted
         """
-        from .training import check_expert_lineage  # training pulls in the Trainer; import on use
-
         if not isinstance(experts, Mapping) or len(experts) < 2:
             raise StrategyError(f"CCM needs a mapping of at least two named experts, got {len(experts)}")
         loaded = prepare_inputs(anchor, list(experts.values()))
-        for view in loaded.experts:
-            check_expert_lineage(loaded.anchor.model, view.model)
         named = dict(zip(experts, (view.model for view in loaded.experts)))
+        check_lineage(loaded.anchor.model, named)
         values = {name: expert_coordinate(name, model, coords) for name, model in named.items()}
         axes = {axis for value in values.values() for axis in value}
         if len(named) > 2 or len(axes) > 1 or kwargs.get("quadratic"):
@@ -203,6 +204,7 @@ class CCM:
         method: str = "fast",
         n_grid: int = 41,
         history: int = 1,
+        data_processor: nn.Module | None = None,
     ) -> PrefixResult:
         """Pick α from the first frames of the target trajectory and deploy θ(α).
 
@@ -218,14 +220,40 @@ class CCM:
             points of the reference grid (its spacing is the fast search's resolution)
         history : int
             past frames the model takes as input
+        data_processor : neuraloperator DataProcessor, optional
+            the pipeline's normalizing processor: ``frames`` are in physical units
+            and each rollout step is pre- and postprocessed by it
         """
         # Candidates are scored in one reused model: no copy or provenance per α.
         reused = ReusedModel(self._strategy, self.inputs)
         search = select_alpha(
             lambda alpha: reused(self.plan(alpha)), frames, alpha_range=alpha_range, method=method, n_grid=n_grid,
-            history=history,
+            history=history, data_processor=data_processor,
         )
         info = {"prefix_frames": int(frames.shape[1]), "search": method, "n_evaluations": search.n_evaluations}
         model = self._model(self.plan(search.alpha, info), {"frames": frames, "alpha_range": list(alpha_range)})
         return PrefixResult(model, search.alpha, search)
 
+
+def check_lineage(anchor: nn.Module, experts: Mapping[str, nn.Module]) -> None:
+    """Check the experts that record their anchor's fingerprint; warn about those that do not.
+
+    Raises
+    ------
+    TrainingError
+        when an expert records a different anchor than ``anchor``
+    """
+    from .training import check_expert_lineage  # training pulls in the Trainer; import on use
+
+    unrecorded = []
+    for name, expert in experts.items():
+        if "anchor_fingerprint" in (getattr(expert, "provenance", None) or {}):
+            check_expert_lineage(anchor, expert)
+        else:
+            unrecorded.append(name)
+    if unrecorded:
+        warnings.warn(
+            f"experts {unrecorded} record no anchor fingerprint (trained outside neuralop-merge), so they "
+            "cannot be checked against the anchor: the merge assumes they were fine-tuned from it",
+            stacklevel=3,
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+from torch import nn
 
 from . import pages
 from .errors import IncompatibleModelsError, NonFiniteError
@@ -50,7 +51,11 @@ def _check_architecture(reference: ModelWeights, other: ModelWeights) -> None:
 
 
 def _same_value(a: object, b: object) -> bool:
-    """Equality that also holds for tuples/lists and for functions reloaded by name."""
+    """Equality that also holds for tuples/lists, for functions reloaded by name, and for
+    sub-models passed as arguments (UQNO's ``base_model``), compared by architecture:
+    their weights are merged like every other tensor."""
+    if isinstance(a, nn.Module) and isinstance(b, nn.Module):
+        return type(a) is type(b) and repr(a) == repr(b)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
     if callable(a) and callable(b):

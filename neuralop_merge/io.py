@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Callable, Mapping
+import warnings
+from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ from neuralop.layers.spectral_convolution import SpectralConv
 from neuralop.models.base_model import BaseModel
 from torch import nn
 
+from .allowlist import EXTRA_SAFE_GLOBALS
+from .architecture import architecture_record, holds_submodels, rebuild_arguments, uqno_arguments
 from .atomic import check_output_paths, staged_writes
 from .errors import CheckpointError, NeuralopMergeError, UnsafeCheckpointError, first_line
 from .provenance import file_sha256, jsonable, package_versions, read_provenance
@@ -52,7 +56,7 @@ MIN_ARCHITECTURE_INT_LIMIT = 1 << 16
 # The objects neuraloperator stores in a model's ``_init_kwargs``: activation
 # functions (``non_linearity``) and layer classes (``conv_module``, ``integral_operator``,
 # ``operator_block``). Nothing else is ever unpickled.
-SAFE_GLOBALS: tuple[Callable[..., Any] | type, ...] = (
+SAFE_GLOBALS: tuple[Any, ...] = (
     F.gelu,
     F.relu,
     F.silu,
@@ -65,7 +69,7 @@ SAFE_GLOBALS: tuple[Callable[..., Any] | type, ...] = (
     torch.sigmoid,
     SpectralConv,
     FNOBlocks,
-)
+) + EXTRA_SAFE_GLOBALS  # ATen and module activations, optional layer classes: see allowlist.py
 
 
 def safe_load(
@@ -125,13 +129,22 @@ def safe_load(
 
 
 def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | None]:
-    """(state file, metadata file or None, provenance file or None) for ``path``."""
+    """(state file, metadata file or None, provenance file or None) for ``path``.
+
+    ``path`` is a folder (holding one checkpoint, or ``name``), a state file, or the
+    prefix ``FOLDER/NAME`` of ``FOLDER/NAME_state_dict.pt``.
+    """
+    prefixed = path.with_name(f"{path.name}{STATE_SUFFIX}")
+    if not path.exists() and name is None and prefixed.is_file():
+        path = prefixed
     if path.is_dir():
         if name is None:
             found = sorted(path.glob(f"*{STATE_SUFFIX}"))
             if len(found) != 1:
                 listed = ", ".join(p.name for p in found) or "none"
-                raise CheckpointError(f"{path} must hold exactly one *{STATE_SUFFIX} (found: {listed}); pass name=")
+                raise CheckpointError(
+                    f"{path} must hold exactly one *{STATE_SUFFIX} (found: {listed}); pass name= or the path {path}/NAME"
+                )
             name = found[0].name[: -len(STATE_SUFFIX)]
         state_file = path / f"{name}{STATE_SUFFIX}"
     else:
@@ -144,11 +157,26 @@ def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | Non
     return state_file, metadata if metadata.is_file() else None, provenance if provenance.is_file() else None
 
 
+def recorded_provenance(path: str | os.PathLike, name: str | None = None) -> Any:
+    """The provenance record of the checkpoint at ``path`` (as :func:`load_model` finds it), or None.
+
+    Raises
+    ------
+    CheckpointError
+        when there is no checkpoint at ``path``, or its provenance is not JSON
+    """
+    state_file, _, provenance_file = _locate(Path(path), name)
+    if not state_file.is_file():
+        raise CheckpointError(f"checkpoint file not found: {state_file}")
+    return None if provenance_file is None else read_provenance(provenance_file)
+
+
 def load_model(
     path: str | os.PathLike,
     *,
     name: str | None = None,
     template: nn.Module | None = None,
+    model_class: type[nn.Module] | None = None,
     map_location: str | torch.device | None = None,
     allow_expansion: bool = False,
     mmap: bool = False,
@@ -159,12 +187,17 @@ def load_model(
     ----------
     path : path
         a folder written by ``save_checkpoint`` / :func:`save_model`, a
-        ``<name>_state_dict.pt`` file, or any file holding a state dict
+        ``<name>_state_dict.pt`` file, its prefix ``<folder>/<name>``, or any file
+        holding a state dict
     name : str, optional
         the checkpoint name inside a folder holding several
     template : nn.Module, optional
         a model of the right architecture, for plain ``nn.Module`` state dicts that carry
-        no neuraloperator ``_metadata``; it is not modified
+        no neuraloperator ``_metadata`` and no architecture record; it is not modified
+    model_class : type, optional
+        the class to rebuild when the provenance's architecture record names a class
+        outside neuraloperator (a plain ``nn.Module`` of your own), see
+        :mod:`neuralop_merge.architecture`
     map_location : optional
         as for ``torch.load``
     allow_expansion : bool, default False
@@ -191,8 +224,9 @@ def load_model(
     if provenance is not None:
         _verify_files(provenance, state_file, metadata_file, provenance_file)
     options = {"map_location": map_location, "allow_expansion": allow_expansion}
-    tensors, init_kwargs = _read_state(state_file, metadata_file, options, mmap=mmap)
-    model = _build(tensors, init_kwargs, template, state_file)
+    state, tensors = _read_state(state_file, options, mmap=mmap)
+    source = _Source(state, metadata_file, options, provenance, state_file, model_class)
+    model = _build(tensors, template, source)
     if provenance is not None:
         model.provenance = provenance
     return model
@@ -216,10 +250,10 @@ def _verify_files(
 
 
 def _read_state(
-    state_file: Path, metadata_file: Path | None, options: Mapping[str, Any], *, mmap: bool
-) -> tuple[dict[str, torch.Tensor], Any]:
-    """The dense tensors of ``state_file`` and the init arguments (from either file);
-    ``options`` are :func:`safe_load`'s ``map_location`` and ``allow_expansion``."""
+    state_file: Path, options: Mapping[str, Any], *, mmap: bool
+) -> tuple[Mapping[str, Any], dict[str, torch.Tensor]]:
+    """The content of ``state_file`` and its dense tensors; ``options`` are
+    :func:`safe_load`'s ``map_location`` and ``allow_expansion``."""
     state = safe_load(state_file, mmap=mmap, **options)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{state_file} does not hold a state dict of tensors")
@@ -232,25 +266,61 @@ def _read_state(
         if value.layout != torch.strided:
             raise CheckpointError(f"tensor {key!r} in {state_file} is {value.layout}; only dense tensors can be merged")
         tensors[key] = value
-    if metadata_file is not None:
-        return tensors, safe_load(metadata_file, **options)
-    return tensors, state.get(METADATA_KEY)
+    return state, tensors
 
 
-def _build(
-    tensors: dict[str, torch.Tensor], init_kwargs: Any, template: nn.Module | None, state_file: Path
-) -> nn.Module:
-    """The model holding ``tensors``: a copy of ``template`` or built from ``init_kwargs``."""
+@dataclass(frozen=True)
+class _Source:
+    """Where a checkpoint's architecture can come from: its metadata or its provenance's record."""
+
+    state: Mapping[str, Any]
+    metadata_file: Path | None
+    options: Mapping[str, Any]
+    provenance: Any
+    state_file: Path
+    model_class: type[nn.Module] | None
+
+
+def _build(tensors: dict[str, torch.Tensor], template: nn.Module | None, source: _Source) -> nn.Module:
+    """The model holding ``tensors``: a copy of ``template`` or rebuilt from the checkpoint's architecture."""
     try:
         if template is not None:
             return load_into_copy(template, tensors)
-        if isinstance(init_kwargs, Mapping) and "_name" in init_kwargs:
-            return _from_init_kwargs(init_kwargs, tensors, state_file)
+        return _rebuilt(tensors, source)
     except NeuralopMergeError:
         raise
     except Exception as error:  # a hostile architecture argument can make a constructor raise anything
-        raise CheckpointError(f"{state_file} does not fit the model: {first_line(error)}") from None
-    raise CheckpointError(f"{state_file} holds no architecture metadata (a plain nn.Module state dict); pass template=")
+        raise CheckpointError(f"{source.state_file} does not fit the model: {first_line(error)}") from None
+
+
+def _rebuilt(tensors: dict[str, torch.Tensor], source: _Source) -> nn.Module:
+    """The model described by neuraloperator's metadata or else by the provenance's architecture record.
+
+    The record is the fallback for models without metadata (UNO, plain modules) and for
+    a model whose arguments are sub-models (UQNO), whose metadata pickles whole modules
+    that no safe loader reads; UQNO's own checkpoints are read from their state file
+    (:func:`~neuralop_merge.architecture.uqno_arguments`). Any other unsafe metadata
+    file is refused.
+    """
+    provenance, state = source.provenance, source.state
+    record = provenance.get("architecture") if isinstance(provenance, Mapping) else None
+    try:
+        metadata_file = source.metadata_file
+        init_kwargs = safe_load(metadata_file, **source.options) if metadata_file is not None else state.get(METADATA_KEY)
+    except UnsafeCheckpointError:
+        own_uqno = uqno_arguments(state) if record is None else None
+        if own_uqno is not None:
+            return instantiate(*own_uqno, tensors)
+        if not holds_submodels(record):
+            raise
+        init_kwargs = None
+    if isinstance(init_kwargs, Mapping) and "_name" in init_kwargs:
+        return _from_init_kwargs(init_kwargs, tensors, source.state_file)
+    if record is not None:
+        return instantiate(*rebuild_arguments(record, str(source.state_file), source.model_class), tensors)
+    raise CheckpointError(
+        f"{source.state_file} holds no architecture metadata (a plain nn.Module state dict); pass template="
+    )
 
 
 def _from_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.Tensor], source: Path) -> nn.Module:
@@ -325,6 +395,7 @@ def save_model(
     name: str = "model",
     provenance: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    init_kwargs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Save ``model`` in neuraloperator's layout, plus a provenance record.
 
@@ -336,6 +407,12 @@ def save_model(
     committed together at the end (state, metadata, provenance last), so a failure
     leaves nothing behind, and a crash between two renames leaves a checkpoint that
     :func:`load_model` refuses rather than one that mixes two writes.
+
+    The provenance also holds an architecture record (class and init arguments, see
+    :mod:`neuralop_merge.architecture`), so that models without neuraloperator metadata
+    (UNO, plain ``nn.Module``s) load without a template. ``init_kwargs`` gives the init
+    arguments of a model that does not keep them as attributes (CODANO); they are
+    checked against the model and ignored with a warning when they do not rebuild it.
 
     Returns
     -------
@@ -351,16 +428,19 @@ def save_model(
         for an invalid ``name`` or a folder that cannot be written
     """
     files = checkpoint_files(folder, name)
-    init_kwargs = getattr(model, "_init_kwargs", None)
-    metadata = [files["metadata"]] if init_kwargs is not None else []
-    check_output_paths([files["state"], *metadata, files["provenance"]], overwrite=overwrite)
+    metadata = getattr(model, "_init_kwargs", None)
+    metadata_files = [files["metadata"]] if metadata is not None else []
+    check_output_paths([files["state"], *metadata_files, files["provenance"]], overwrite=overwrite)
     record = jsonable({**getattr(model, "provenance", {}), **(provenance or {})})
     record["versions"] = package_versions()
+    record["architecture"] = architecture_record(model, init_kwargs)
+    if init_kwargs is not None and record["architecture"] is None:
+        warnings.warn(f"init_kwargs do not rebuild this {type(model).__name__}; {name} needs template= to load")
     with staged_writes(overwrite=overwrite) as staging:
         state = staging.add(files["state"], lambda handle: torch.save(model.state_dict(), handle))
         hashes: dict[str, str | None] = {"state_sha256": file_sha256(state), "metadata_sha256": None}
-        if init_kwargs is not None:
-            written = staging.add(files["metadata"], lambda handle: torch.save(init_kwargs, handle))
+        if metadata is not None:
+            written = staging.add(files["metadata"], lambda handle: torch.save(metadata, handle))
             hashes["metadata_sha256"] = file_sha256(written)
         record["checkpoint"] = hashes
         staging.add(files["provenance"], lambda handle: handle.write(json.dumps(record, indent=2).encode()))

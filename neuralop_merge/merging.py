@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -51,7 +52,35 @@ def prepare_inputs(anchor: ModelLike | None, experts: Sequence[ModelLike], *, mm
     for view in every:
         check_dense({**view.tensors, **view.carried}, view.label)
         check_finite(view.tensors, view.label, release=view.mapped)
+    warn_on_active_modes(every)
     return MergeInputs(anchor_view, views)
+
+
+def active_modes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """The Fourier modes each spectral layer of ``model`` uses now.
+
+    An incremental FNO grows ``n_modes`` during training up to the stored weights'
+    ``max_n_modes``: layers with equal weights may then compute with different modes.
+    """
+    return {
+        path: tuple(module.n_modes)
+        for path, module in model.named_modules()
+        if isinstance(getattr(module, "n_modes", None), (list, tuple)) and hasattr(module, "max_n_modes")
+    }
+
+
+def warn_on_active_modes(views: Sequence[ModelWeights]) -> None:
+    """Warn when the inputs' spectral layers use different active modes: the merge takes the
+    first input's (the anchor's) modes."""
+    reference = active_modes(views[0].model)
+    for view in views[1:]:
+        differing = [p for p, modes in active_modes(view.model).items() if reference.get(p) != modes]
+        if differing:
+            warnings.warn(
+                f"{view.label} uses active n_modes {active_modes(view.model)[differing[0]]} in {differing[0]!r}, "
+                f"{views[0].label} uses {reference.get(differing[0])}; the merged model keeps {views[0].label}'s",
+                stacklevel=3,
+            )
 
 
 def merge(

@@ -147,6 +147,7 @@ def prefix_error(
     history: int = 1,
     max_batch: int | None = None,
     amp: str | None = None,
+    data_processor: nn.Module | None = None,
 ) -> float:
     """Relative L2 error of the model's rollout over an observed prefix.
 
@@ -163,7 +164,7 @@ def prefix_error(
         ``history == 1``, frame 0 and the prefix frames ``1..k``.
     history : int, default 1
         Number of past frames the model sees.
-    max_batch, amp
+    max_batch, amp, data_processor
         Passed to :func:`neuralop_merge.rollout.rollout`.
 
     Returns
@@ -178,7 +179,9 @@ def prefix_error(
         )
     initial = frames[:, 0] if history == 1 else frames[:, :history]
     n_steps = frames.shape[1] - history
-    predicted = rollout(model, initial, n_steps, history=history, max_batch=max_batch, amp=amp)
+    predicted = rollout(
+        model, initial, n_steps, history=history, max_batch=max_batch, amp=amp, data_processor=data_processor
+    )
     return future_error(predicted, frames, history).item()
 
 

@@ -71,11 +71,13 @@ class _PrefixObjective:
         *,
         history: int,
         max_batch: int | None,
+        data_processor: nn.Module | None = None,
     ) -> None:
         self.model_at = model_at
         self.frames = frames
         self.history = history
         self.max_batch = max_batch
+        self.data_processor = data_processor
         self.cache: dict[float, float] = {}
 
     def __call__(self, alpha: float) -> float:
@@ -91,7 +93,9 @@ class _PrefixObjective:
 
     def _score(self, model: nn.Module) -> float:
         try:
-            return prefix_error(model, self.frames, history=self.history, max_batch=self.max_batch)
+            return prefix_error(
+                model, self.frames, history=self.history, max_batch=self.max_batch, data_processor=self.data_processor
+            )
         except RuntimeError as error:  # a shape the model's layers reject, found only by running it
             raise StrategyError(
                 f"frames of shape {tuple(self.frames.shape)} do not fit the model: {first_line(error)}"
@@ -162,6 +166,7 @@ def select_alpha(
     history: int = 1,
     n_coarse: int = 5,
     max_batch: int | None = None,
+    data_processor: nn.Module | None = None,
 ) -> PrefixSearch:
     """Choose the merge coefficient whose rollout best fits an observed prefix.
 
@@ -190,6 +195,9 @@ def select_alpha(
         tenth grid point.
     max_batch : int, optional
         Passed to the rollout to bound memory.
+    data_processor : neuraloperator DataProcessor, optional
+        Passed to the rollout, so that frames in physical units are compared with
+        de-normalized predictions.
 
     Returns
     -------
@@ -198,7 +206,9 @@ def select_alpha(
     """
     low, high = _check_search(alpha_range, method, n_grid, n_coarse)
     frames = check_frames(frames, history)
-    objective = _PrefixObjective(model_at, frames, history=history, max_batch=max_batch)
+    objective = _PrefixObjective(
+        model_at, frames, history=history, max_batch=max_batch, data_processor=data_processor
+    )
     grid = torch.linspace(low, high, n_grid, dtype=torch.float64).tolist()
     if method == "grid" or n_grid <= n_coarse:
         for alpha in grid:

@@ -41,6 +41,7 @@ def rollout(
     compile: bool | str = False,
     max_batch: int | None = None,
     history: int = 1,
+    data_processor: nn.Module | None = None,
 ) -> Tensor:
     """Roll a one-step model out autoregressively for ``n_steps`` steps.
 
@@ -72,6 +73,13 @@ def rollout(
         of intermediate activations on the compute device.
     history : int, default 1
         Number of past frames the model sees, concatenated on channels.
+    data_processor : neuraloperator DataProcessor, optional
+        The pipeline's ``DefaultDataProcessor`` (or any with ``preprocess`` and
+        ``postprocess``): each step's input is preprocessed (normalized) and its
+        output postprocessed (de-normalized), as ``Trainer`` does in evaluation, so
+        the trajectory stays in physical units. It runs in eval mode during the
+        rollout and gets its previous mode back afterwards.
+
 
     Returns
     -------
@@ -80,6 +88,12 @@ def rollout(
         and with ``x0``'s dtype; its first ``history`` frames are the given
         ones. With ``history == 1`` this is ``[B, n_steps + 1, C, *spatial]``
         and frame 0 is ``x0``.
+
+    Raises
+    ------
+    EvaluationError
+        when ``x0``'s dtype is not the model's (cast it with ``x0.to(dtype)``), or
+        for bad shapes and counts
     """
     frames = _as_frames(x0, history)
     _check_counts(n_steps, max_batch)
@@ -93,20 +107,43 @@ def rollout(
         dtype=x0.dtype,
         device=x0.device,
     )
-    step = _make_step(model, amp, compile, compute_device)
-    # Toggling the mode walks every sub-module: skip it for a model already in eval.
-    was_training = model.training
-    if was_training:
-        model.eval()
+    _check_dtype(model, x0)
+    step = _processed(_make_step(model, amp, compile, compute_device), data_processor)
+    # Toggling the mode walks every sub-module: skip it for a module already in eval.
+    in_training = [module for module in (model, data_processor) if module is not None and module.training]
+    for module in in_training:
+        module.eval()
     try:
         with torch.inference_mode():
             frames_on_device = to_device(frames, compute_device)
             for rows in _batch_slices(frames.shape[0], max_batch):
                 _rollout_rows(step, frames_on_device[rows], trajectory[rows], history)
     finally:
-        if was_training:
-            model.train()
+        for module in in_training:
+            module.train()
     return trajectory
+
+
+def _check_dtype(model: nn.Module, x0: Tensor) -> None:
+    """Refuse frames whose dtype differs from the model's floating-point weights."""
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is not None and x0.is_floating_point() and x0.dtype != weight.dtype:
+        raise EvaluationError(
+            f"x0 is {x0.dtype} but the model's weights are {weight.dtype}; cast the frames with x0.to({weight.dtype})"
+        )
+
+
+def _processed(step: Step, data_processor: nn.Module | None) -> Step:
+    """``step`` between the data processor's preprocess and postprocess, if there is one."""
+    if data_processor is None:
+        return step
+
+    def processed_step(inputs: Tensor) -> Tensor:
+        sample = data_processor.preprocess({"x": inputs, "y": inputs})
+        output, _ = data_processor.postprocess(step(sample["x"]), sample)
+        return output
+
+    return processed_step
 
 
 def resolve_device(

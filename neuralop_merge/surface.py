@@ -21,6 +21,7 @@ w(α) = ((1 − α)/2, (1 + α)/2).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -385,6 +386,7 @@ class CCMSurface:
         method: str = "fast",
         history: int = 1,
         max_batch: int | None = None,
+        data_processor: nn.Module | None = None,
     ) -> SurfacePrefixResult:
         """Pick the coordinate whose rollout best matches the first observed frames.
 
@@ -403,6 +405,9 @@ class CCMSurface:
             the following ``k`` are scored
         box : sequence of (low, high), optional
             the searched normalized range per axis, (−3, 3) on each by default
+        data_processor : neuraloperator DataProcessor, optional
+            the pipeline's normalizing processor: ``frames`` are in physical units and
+            each rollout step is pre- and postprocessed by it
         """
         d = len(self.axes)
         box = [(-3.0, 3.0)] * d if box is None else [tuple(map(float, b)) for b in box]
@@ -414,12 +419,14 @@ class CCMSurface:
             search = select_alpha(
                 lambda a: reused(self.plan([a])), frames, alpha_range=box[0], method=method,
                 n_grid=41 if n_grid is None else n_grid, history=history, max_batch=max_batch,
+                data_processor=data_processor,
             )
             evaluated = {(float(a),): float(e) for a, e in zip(search.alphas, search.errors)}
         else:
-            evaluated = self._box_search(
-                reused, frames, box, 9 if n_grid is None else n_grid, method, history, max_batch
+            score = functools.partial(
+                prefix_error, frames=frames, history=history, max_batch=max_batch, data_processor=data_processor
             )
+            evaluated = self._box_search(reused, score, box, 9 if n_grid is None else n_grid, method)
         best = min(evaluated, key=evaluated.__getitem__)
         points = sorted(evaluated)
         info = {"prefix_frames": int(frames.shape[1]), "search": method, "n_evaluations": len(points)}
@@ -430,8 +437,8 @@ class CCMSurface:
         )
 
     def _box_search(
-        self, reused: ReusedModel, frames: torch.Tensor, box: list[tuple[float, float]], n_grid: int, method: str, history: int,
-        max_batch: int | None,
+        self, reused: ReusedModel, score: Callable[[nn.Module], float], box: list[tuple[float, float]], n_grid: int,
+        method: str,
     ) -> dict[tuple[float, ...], float]:
         if method not in ("fast", "grid"):
             raise StrategyError(f"method must be 'fast' or 'grid', got {method!r}")
@@ -441,7 +448,7 @@ class CCMSurface:
 
         def objective(point: tuple[float, ...]) -> float:
             if point not in cache:
-                cache[point] = prefix_error(reused(self.plan(point)), frames, history=history, max_batch=max_batch)
+                cache[point] = score(reused(self.plan(point)))
             return cache[point]
 
         axes_grid = [np.linspace(lo, hi, n_grid).tolist() for lo, hi in box]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ import torch
 from torch import nn
 
 from . import factorized, pages
-from .errors import IncompatibleModelsError
 
 METADATA_KEY = "_metadata"
 OUTPUT_FORMATS = ("dense", "refactorize")
@@ -164,12 +164,41 @@ def _has_meta_tensors(model: nn.Module) -> bool:
 
 def load_into_copy(template: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
     """A copy of ``template`` holding the tensors of ``state`` (strict), ``template`` untouched."""
-    model = _meta_copy(template)
-    model.load_state_dict(dict(state), strict=True, assign=True)
-    if _has_meta_tensors(model):  # a non-persistent buffer: copy the template's own
-        model = copy.deepcopy(template)
-        model.load_state_dict(dict(state), strict=True)
-    return model
+    return _assigned(_meta_copy(template), state, template)
+
+
+def _assigned(skeleton: nn.Module, state: Mapping[str, torch.Tensor], template: nn.Module) -> nn.Module:
+    """``skeleton`` (a meta copy of ``template``'s architecture) holding the tensors of ``state``.
+
+    The tensors are assigned, not copied. tltorch's complex weights (SFNO) accept only
+    a complex tensor on assignment but store its real view, so no state can be assigned
+    to them: the skeleton is then materialised and the state copied in. Non-persistent
+    buffers are not in ``state``; they are taken from ``template``.
+    """
+    try:
+        skeleton.load_state_dict(dict(state), strict=True, assign=True)
+    except RuntimeError:
+        device = next((t.device for t in state.values()), torch.device("cpu"))
+        skeleton.to_empty(device=device)
+        skeleton.load_state_dict(dict(state), strict=True)
+    template_modules = dict(template.named_modules())
+    for module_path, module in skeleton.named_modules():
+        for name in module._non_persistent_buffers_set:
+            if module._buffers.get(name) is not None:
+                module._buffers[name] = template_modules[module_path]._buffers[name].clone()
+    return skeleton
+
+
+def dense_skeleton(base: ModelWeights) -> nn.Module | None:
+    """A meta copy of ``base.model`` whose factorized weights are dense, or None (with a
+    warning) when a layer cannot take a dense weight; the merge is then re-factorized."""
+    skeleton = _meta_copy(base.model)
+    try:
+        factorized.densify(skeleton)
+    except ValueError as error:
+        warnings.warn(f"{base.label}: {error}; re-factorizing the merged weights instead", stacklevel=3)
+        return None
+    return skeleton
 
 
 def instantiate(
@@ -178,28 +207,21 @@ def instantiate(
     """``model_class(*args, **kwargs)`` holding the tensors of ``state``.
 
     The model is built on the meta device so no throw-away random initialisation is
-    allocated; a class that keeps non-persistent buffers is built normally instead.
+    allocated. A class that keeps non-persistent buffers, or that cannot be built on
+    the meta device at all (LocalNO's DISCO layers precompute CPU tensors), is built
+    normally instead.
     """
-    with torch.device("meta"):
-        model = model_class(*args, **kwargs)
-    model.load_state_dict(dict(state), strict=True, assign=True)
-    if _has_meta_tensors(model):
-        model = model_class(*args, **kwargs)
-        model.load_state_dict(dict(state), strict=True)
+    try:
+        with torch.device("meta"):
+            model = model_class(*args, **kwargs)
+        model.load_state_dict(dict(state), strict=True, assign=True)
+        if not _has_meta_tensors(model):
+            return model
+    except (RuntimeError, NotImplementedError):
+        pass  # the normal build below reports a genuine mismatch again, with its own message
+    model = model_class(*args, **kwargs)
+    model.load_state_dict(dict(state), strict=True)
     return model
-
-
-def _dense_architecture(model: nn.Module, label: str) -> tuple[type[nn.Module], tuple, dict[str, object]]:
-    """Class, positional and keyword arguments of ``model``'s dense-weight twin."""
-    init_kwargs = getattr(model, "_init_kwargs", None)
-    if init_kwargs is None or "factorization" not in init_kwargs:
-        raise IncompatibleModelsError(
-            f"{label}: {type(model).__name__} has factorized weights but is not a neuraloperator BaseModel, "
-            "so no dense twin can be built; merge with output='refactorize'"
-        )
-    kwargs = {k: v for k, v in init_kwargs.items() if k not in ("_version", "_name", "args")}
-    kwargs["factorization"] = None
-    return type(model), tuple(init_kwargs.get("args", ())), kwargs
 
 
 def build_model(
@@ -225,12 +247,10 @@ def build_model(
     """
     if output not in OUTPUT_FORMATS:
         raise ValueError(f"output must be one of {OUTPUT_FORMATS}, got {output!r}")
-    if base.factorized_keys and output == "dense":
-        model_class, args, kwargs = _dense_architecture(base.model, base.label)
-        with torch.device("meta"):
-            skeleton = model_class(*args, **kwargs)
+    skeleton = dense_skeleton(base) if base.factorized_keys and output == "dense" else None
+    if skeleton is not None:
         state, errors = state_for(skeleton, base, merged)
-        model = instantiate(model_class, args, kwargs, state)
+        model = _assigned(skeleton, state, base.model)
     else:
         state, errors = state_for(base.model, base, merged)
         model = load_into_copy(base.model, state)
@@ -256,7 +276,7 @@ def state_for(
         if module is None:
             state[key] = tensor
         elif factorized.is_dense(module):
-            state[f"{key}.tensor"] = tensor
+            state.update({f"{key}.{name}": value for name, value in factorized.dense_state(module, tensor).items()})
         else:
             parameters, errors[key] = factorized.refactorize(tensor, factorized.factorized_modules(base.model)[key])
             state.update({f"{key}.{name}": value for name, value in parameters.items()})

@@ -100,7 +100,8 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, checkpoints, caps
 
 def test_inspect_reports_per_layer_norms(tmp_path, checkpoints, capsys):
     assert main(["inspect", "--anchor", str(checkpoints["anchor"]), "--low", str(checkpoints["low"]),
-                 "--high", str(checkpoints["high"]), "--json", str(tmp_path / "r.json")]) == 0
+                 "--high", str(checkpoints["high"]), "--low-coord", "1", "--high-coord", "2",
+                 "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "fno_blocks.convs.0.weight" in out and "<overall>" in out
     assert (tmp_path / "r.json").read_text().startswith("[")

@@ -167,5 +167,5 @@ def test_cli_inspect_with_regimes_writes_json_and_plots(tmp_path, fno_trio, caps
     assert report["oracle"] == {"1.0": -1.0, "3.0": 1.0}
     assert json.loads((tmp_path / "layers.json").read_text())[-1]["name"] == "<overall>"
     assert {p.name for p in (tmp_path / "plots").iterdir()} >= {"alpha_curves.png", "coordinate_law.png", "wrong_sign.png"}
-    assert main([str(a) for a in args[:7] + ["--regimes", "1.0"]]) == 2
+    assert main([str(a) for a in args[:11] + ["--regimes", "1.0"]]) == 2
     assert "--regimes needs --family" in capsys.readouterr().err

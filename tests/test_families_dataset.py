@@ -99,6 +99,14 @@ def test_cache_hit_skips_simulation(tmp_path, monkeypatch):
     assert torch.equal(loaded.params, stored.params)
 
 
+def test_cache_dir_expands_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    _data(cache_dir="~/.cache/neuralop-merge")
+    assert len(list((tmp_path / "home" / ".cache" / "neuralop-merge").glob("diffreact-*.pt"))) == 1
+    assert not (tmp_path / "~").exists()
+
+
 def test_other_configuration_gets_its_own_cache_file(tmp_path):
     _data(cache_dir=tmp_path)
     _data(seed=1, cache_dir=tmp_path)

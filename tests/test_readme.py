@@ -1,9 +1,20 @@
-"""The README's quickstart really runs."""
+"""The README's quickstart and command-line block really run."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+import torch
+from neuralop.models import FNO
+
+import neuralop_merge as nm
+from neuralop_merge import families
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -21,3 +32,36 @@ def test_quickstart_runs(tmp_path, monkeypatch, capsys):
     assert float(printed[1]) == 2.0
     assert abs(float(printed[2]) - 2.0) <= 0.15  # one spacing of the 41-point alpha grid
     assert (tmp_path / "merged" / "ccm_state_dict.pt").is_file()
+
+
+def command_line_block() -> str:
+    section = README.read_text().split("## Command line", 1)[1]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_command_line_block_runs_in_order_as_written(tmp_path):
+    """Every command of the block, in one shell, against an anchor and observed frames made here.
+
+    ``neuralop-merge`` on the PATH is this checkout's command line, as ``pip install .`` makes it.
+    """
+    torch.manual_seed(0)
+    anchor = FNO(n_modes=(8, 8), in_channels=2, out_channels=2, hidden_channels=8, n_layers=2)
+    nm.save_model(anchor, tmp_path / "ckpt", name="anchor")
+    frames = families.get("diffreact").dataset([1e-3], 2, 32, 4, seed=5).trajectories
+    torch.save(frames, tmp_path / "observed_frames.pt")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "neuralop-merge"
+    script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m neuralop_merge \"$@\"\n")
+    script.chmod(0o755)
+    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   "PYTHONPATH": str(README.parent)}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", command_line_block()], cwd=tmp_path,
+                            env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for name in ("fixed", "ccm", "prefix", "average"):
+        assert (tmp_path / "merged" / f"{name}_state_dict.pt").is_file()
+    ccm = nm.load_model(tmp_path / "merged" / "ccm")
+    assert ccm.provenance["params"]["low_coord"] == 5e-4 and ccm.provenance["params"]["high_coord"] == 2e-3
+    assert "<overall>" in result.stdout

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from ..errors import NeuralopMergeError, first_line
+from .checkpoints import accept_negative_numbers
 
 # Module names (in this package) of the sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = ("list_cmd", "merge_cmd", "inspect_cmd", "finetune_cmd", "demo_cmd")
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{module_name}").register(subparsers)
+    for subparser in (parser, *subparsers.choices.values()):
+        accept_negative_numbers(subparser)
     return parser
 
 

@@ -19,6 +19,7 @@ from ..io import safe_load
 from ..prefix import MAX_GRID
 from ..strategies.base import coefficient
 from . import bounded_int
+from .checkpoints import add_model_class_option, checkpoints_as_models, endpoint_coordinates
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--anchor", required=True, help="the anchor checkpoint")
     parser.add_argument("--low", required=True, help="the low-endpoint expert checkpoint")
     parser.add_argument("--high", required=True, help="the high-endpoint expert checkpoint")
-    parser.add_argument("--low-coord", type=float, default=-1.0, help="physical parameter of the low expert")
-    parser.add_argument("--high-coord", type=float, default=1.0, help="physical parameter of the high expert")
-    parser.add_argument("--transform", choices=("linear", "log"), default="linear", help="coordinate transform")
+    parser.add_argument("--low-coord", type=float, help="physical parameter of the low expert (default: its provenance's)")
+    parser.add_argument("--high-coord", type=float, help="physical parameter of the high expert (default: its provenance's)")
+    parser.add_argument("--transform", choices=("linear", "log"), default="linear",
+                        help="coordinate transform: log for parameters compared on a log scale (default linear)")
     parser.add_argument("--family", help="simulate the target regimes with this family (e.g. diffreact)")
     parser.add_argument("--regimes", type=float, nargs="+", metavar="MU", help="target values of the family's axis")
     parser.add_argument("--n-traj", type=bounded_int(1, 10_000), default=4,
@@ -55,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", type=Path, help="write the per-tensor table as JSON to this file")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write PNGs and the full report.json into DIR")
     parser.add_argument("--overwrite", action="store_true", help="replace existing --json / --plot files")
+    add_model_class_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -120,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
     # Fail before minutes of work on outputs that cannot be written; writes refuse again, atomically.
     check_output_paths(_outputs(args), overwrite=args.overwrite)
     alphas = parse_alphas(args.alphas)
-    ccm = CCM(args.anchor, args.low, args.high, low_coord=args.low_coord, high_coord=args.high_coord,
-              transform=args.transform)
+    low_coord, high_coord = endpoint_coordinates(args.low, args.high, args.low_coord, args.high_coord)
+    anchor, low, high = checkpoints_as_models([args.anchor, args.low, args.high], args.model_class)
+    ccm = CCM(anchor, low, high, low_coord=low_coord, high_coord=high_coord, transform=args.transform)
     regimes = load_regimes(args)
     report = inspect_report(ccm, regimes, alphas)
     rows = report["layers"]
@@ -140,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
                   f"  {row['error']:9.4g}  {row['wrong_error']:9.4g}")
         law = report["coordinate_law"]
         if law is not None:
-            print(f"coordinate law: alpha = {law['slope']:.3g} c + {law['intercept']:.3g}, r = {_format(law['r'])}")
+            caveat = " (from only two regimes: r is +-1 or undefined whatever the models)" if len(regimes) == 2 else ""
+            print(f"coordinate law: alpha = {law['slope']:.3g} c + {law['intercept']:.3g}, r = {_format(law['r'])}{caveat}")
     if args.json:
         write_text(args.json, json.dumps(json_safe(rows), indent=2), overwrite=args.overwrite)
     if args.plot:

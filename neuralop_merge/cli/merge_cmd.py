@@ -13,6 +13,7 @@ from ..atomic import check_output_paths
 from ..errors import StrategyError
 from ..io import checkpoint_files, safe_load, save_model
 from ..merging import merge
+from .checkpoints import add_model_class_option, checkpoints_as_models, endpoint_coordinates
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--high", help="the high-endpoint expert")
     parser.add_argument("--alpha", type=float, help="position on the merge line (fixed_alpha)")
     parser.add_argument("--coord", type=float, help="target physical parameter mu (ccm_coord)")
-    parser.add_argument("--low-coord", type=float, help="physical parameter of the low expert (ccm_coord)")
-    parser.add_argument("--high-coord", type=float, help="physical parameter of the high expert (ccm_coord)")
+    parser.add_argument("--low-coord", type=float,
+                        help="physical parameter of the low expert (ccm_coord; default: its provenance's)")
+    parser.add_argument("--high-coord", type=float,
+                        help="physical parameter of the high expert (ccm_coord; default: its provenance's)")
     parser.add_argument("--transform", choices=("linear", "log"), help="coordinate transform (ccm_coord)")
     parser.add_argument("--prefix", type=Path, help="torch file with observed frames [B, k+1, C, ...] (ccm_prefix)")
     parser.add_argument("--alpha-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="searched interval")
@@ -44,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--out", required=True, type=Path, help="output folder")
     parser.add_argument("--name", default="merged", help="checkpoint name inside the output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
+    add_model_class_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -91,6 +95,10 @@ def strategy_params(args: argparse.Namespace) -> dict[str, Any]:
     }
     params = {key: value for key, value in given.items() if value is not None}
     params.update(_parse_param(item) for item in args.param)
+    if args.strategy == "ccm_coord" and args.low and args.high:
+        params["low_coord"], params["high_coord"] = endpoint_coordinates(
+            args.low, args.high, params.get("low_coord"), params.get("high_coord")
+        )
     return params
 
 
@@ -98,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
     files = checkpoint_files(args.out, args.name)
     # Fail before the merge's work; the write itself refuses again, atomically.
     check_output_paths([files["state"], files["provenance"]], overwrite=args.overwrite)
-    model = merge(
-        args.strategy, anchor=args.anchor, experts=_experts(args), output=args.output_format, **strategy_params(args)
-    )
+    params = strategy_params(args)
+    anchor, *experts = checkpoints_as_models([args.anchor, *_experts(args)], args.model_class)
+    model = merge(args.strategy, anchor=anchor, experts=experts, output=args.output_format, **params)
     path = save_model(model, args.out, name=args.name, overwrite=args.overwrite)
     alpha = model.provenance.get("alpha")
     print(f"wrote {path}" + (f" (alpha = {alpha:.4g})" if isinstance(alpha, float) else ""))

@@ -1,0 +1,89 @@
+"""The non-tensor objects a genuine checkpoint may hold, beyond plain containers.
+
+neuraloperator stores a model's init arguments with ``torch.save``: activation
+functions (``non_linearity``) and layer classes (``conv_module``). torch pickles them
+in three ways, each of which :func:`neuralop_merge.io.safe_load` must accept:
+
+* Python functions and classes by name (``torch.nn.functional.mish``, ``SpectralConv``);
+* ATen functions such as ``torch.tanh`` as ``getattr(torch._C._VariableFunctionsClass,
+  "tanh")``: a restricted ``getattr`` stands in for the builtin, so a file can
+  reach exactly the listed activations and nothing else of that class;
+* activation modules such as ``nn.GELU()`` as the class plus its attribute dict.
+
+The same table names callables in JSON architecture records (:mod:`.architecture`).
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from neuralop.layers.fno_block import FNOBlocks
+from neuralop.layers.spectral_convolution import SpectralConv
+from torch import nn
+
+# ATen activations torch pickles as ``getattr(torch._C._VariableFunctionsClass, name)``.
+ATEN_ACTIVATIONS = frozenset({"tanh", "sigmoid", "relu", "selu", "celu", "rrelu", "hardshrink", "prelu"})
+
+ACTIVATION_FUNCTIONS: tuple[Callable[..., Any], ...] = (
+    F.gelu, F.relu, F.silu, F.tanh, F.sigmoid, F.leaky_relu, F.elu, F.softplus, F.mish, F.selu, F.celu,
+    F.hardswish, F.hardtanh, F.logsigmoid, F.softsign, F.tanhshrink,
+    torch.tanh, torch.sigmoid, torch.relu, torch.selu, torch.celu,
+)
+
+ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (
+    nn.GELU, nn.ReLU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Mish, nn.SELU,
+    nn.CELU, nn.Hardswish, nn.Hardtanh, nn.Identity,
+)
+
+
+def _optional_layer_classes() -> tuple[type[nn.Module], ...]:
+    """Layer classes of neuraloperator models that exist only with torch_harmonics installed."""
+    try:
+        from neuralop.layers.spherical_convolution import SphericalConv
+    except ImportError:
+        return ()
+    return (SphericalConv,)
+
+
+LAYER_CLASSES: tuple[type[nn.Module], ...] = (SpectralConv, FNOBlocks, *_optional_layer_classes())
+
+
+def activation_getattr(owner: object, name: str) -> Callable[..., Any]:
+    """``getattr`` as the unpickler may call it: only ATen activations of torch's function table.
+
+    Raises
+    ------
+    pickle.UnpicklingError
+        for any other owner or attribute, naming both
+    """
+    if owner is torch._C._VariableFunctionsClass and name in ATEN_ACTIVATIONS:
+        return getattr(owner, name)
+    raise pickle.UnpicklingError(f"refusing getattr({getattr(owner, '__name__', owner)!r}, {name!r})")
+
+
+# Entries of ``torch.serialization.safe_globals``: an object, or (object, the name the
+# pickle uses for it) where a restricted stand-in replaces the real global.
+EXTRA_SAFE_GLOBALS: tuple[Any, ...] = (
+    (activation_getattr, "builtins.getattr"),
+    torch._C._VariableFunctionsClass,
+    *ACTIVATION_FUNCTIONS,
+    *ACTIVATION_MODULES,
+    *LAYER_CLASSES,
+)
+
+
+def qualified_name(value: Callable[..., Any] | type) -> str:
+    """``module.qualname`` of a function or class, as JSON records spell it."""
+    return f"{getattr(value, '__module__', None) or 'torch'}.{value.__qualname__}"
+
+
+@functools.lru_cache(maxsize=1)
+def named_callables() -> Mapping[str, Callable[..., Any] | type]:
+    """Every allow-listed function and class under its qualified name (read-only)."""
+    return MappingProxyType({qualified_name(value): value for value in (*ACTIVATION_FUNCTIONS, *ACTIVATION_MODULES, *LAYER_CLASSES)})
