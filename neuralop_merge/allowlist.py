@@ -6,8 +6,8 @@ in three ways, each of which :func:`neuralop_merge.io.safe_load` must accept:
 
 * Python functions and classes by name (``torch.nn.functional.mish``, ``SpectralConv``);
 * ATen functions such as ``torch.tanh`` as ``getattr(torch._C._VariableFunctionsClass,
-  "tanh")``: a restricted ``getattr`` stands in for the builtin, so a file can
-  reach exactly the listed activations and nothing else of that class;
+  "tanh")``: the unpickler resolves such a call only to a listed activation, so a file
+  reaches nothing else of that class (:mod:`neuralop_merge.safety`);
 * activation modules such as ``nn.GELU()`` as the class plus its attribute dict.
 
 The same table names callables in JSON architecture records (:mod:`.architecture`).
@@ -16,7 +16,6 @@ The same table names callables in JSON architecture records (:mod:`.architecture
 from __future__ import annotations
 
 import functools
-import pickle
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -26,9 +25,6 @@ import torch.nn.functional as F
 from neuralop.layers.fno_block import FNOBlocks
 from neuralop.layers.spectral_convolution import SpectralConv
 from torch import nn
-
-# ATen activations torch pickles as ``getattr(torch._C._VariableFunctionsClass, name)``.
-ATEN_ACTIVATIONS = frozenset({"tanh", "sigmoid", "relu", "selu", "celu", "rrelu", "hardshrink", "prelu"})
 
 ACTIVATION_FUNCTIONS: tuple[Callable[..., Any], ...] = (
     F.gelu, F.relu, F.silu, F.tanh, F.sigmoid, F.leaky_relu, F.elu, F.softplus, F.mish, F.selu, F.celu,
@@ -54,23 +50,11 @@ def _optional_layer_classes() -> tuple[type[nn.Module], ...]:
 LAYER_CLASSES: tuple[type[nn.Module], ...] = (SpectralConv, FNOBlocks, *_optional_layer_classes())
 
 
-def activation_getattr(owner: object, name: str) -> Callable[..., Any]:
-    """``getattr`` as the unpickler may call it: only ATen activations of torch's function table.
-
-    Raises
-    ------
-    pickle.UnpicklingError
-        for any other owner or attribute, naming both
-    """
-    if owner is torch._C._VariableFunctionsClass and name in ATEN_ACTIVATIONS:
-        return getattr(owner, name)
-    raise pickle.UnpicklingError(f"refusing getattr({getattr(owner, '__name__', owner)!r}, {name!r})")
-
-
-# Entries of ``torch.serialization.safe_globals``: an object, or (object, the name the
-# pickle uses for it) where a restricted stand-in replaces the real global.
+# Allow-listed beyond the basic table. ``getattr`` and torch's function table are only ever
+# references: :mod:`neuralop_merge.safety` resolves ``getattr(table, name)`` to an attribute
+# only when that attribute is itself listed here (``torch.tanh``, not any ATen function).
 EXTRA_SAFE_GLOBALS: tuple[Any, ...] = (
-    (activation_getattr, "builtins.getattr"),
+    getattr,
     torch._C._VariableFunctionsClass,
     *ACTIVATION_FUNCTIONS,
     *ACTIVATION_MODULES,
