@@ -7,7 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
-DEFAULT_FAMILY = "diffreact"
+# DiffReact misses its competence target even at the committed scale (examples/results/diffreact);
+# dam break meets its own, so the demo shows competent rollouts by default.
+DEFAULT_FAMILY = "dam_break"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
