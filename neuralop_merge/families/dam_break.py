@@ -77,12 +77,17 @@ class DamBreak(Family):
     cfl: ClassVar[float] = 0.9
 
     def __init__(self, r0_range: tuple[float, float] | None = None) -> None:
+        """
+        Parameters
+        ----------
+        r0_range : (float, float), optional
+            Draw each trajectory's dam radius uniformly from ``[low, high]``
+            (valid ``r0`` values, ``low <= high``); ``None`` keeps the regime's ``r0``.
+        """
         if r0_range is not None:
-            radius_axis = self.extra_axes[0]
-            try:
-                low, high = (radius_axis.check(value, self.name) for value in r0_range)
-            except (TypeError, ValueError):
-                raise SimulationError(f"{self.name}: r0_range must be a pair (low, high), got {r0_range!r}") from None
+            if isinstance(r0_range, str) or not hasattr(r0_range, "__len__") or len(r0_range) != 2:
+                raise SimulationError(f"{self.name}: r0_range must be a pair (low, high), got {r0_range!r}")
+            low, high = (self.extra_axes[0].check(value, self.name) for value in r0_range)
             if low > high:
                 raise SimulationError(f"{self.name}: r0_range must have low <= high, got {r0_range!r}")
             r0_range = (low, high)
