@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_text
-from ..diagnostics import coordinate_law
+from ..diagnostics import coordinate_law, json_safe
 from .config import COMPETENCE_TARGET, COMPETENCE_VS_PERSISTENCE, PUBLISHED_OOD_REDUCTION, SPLITS, StudyConfig
 from .evaluation import ERROR_CAP, FAILURE_ERROR, select_variant
 from .records import CCM_VARIANTS, METHODS, MethodScores, RegimeRecord, SeedRecord
@@ -198,17 +198,6 @@ def aggregate(config: StudyConfig, records: list[SeedRecord], *, command: str = 
         "device": device,
         "platform": platform.platform(),
     }
-
-
-def json_safe(value: Any) -> Any:
-    """Non-finite floats as None, tuples as lists, recursively (JSON has no inf or NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def write_outputs(config: StudyConfig, records: list[SeedRecord], out: Path, *, command: str = "",
