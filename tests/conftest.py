@@ -27,6 +27,15 @@ class Toy(nn.Module):
         return self.linear(x) * self.scale + self.spectral.real.sum()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test on one thread: its models are tiny, and on a shared 2-core machine more threads only wait."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tiny_fno(seed: int, **overrides) -> FNO:
     torch.manual_seed(seed)
     kwargs = dict(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=2)

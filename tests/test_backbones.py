@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_fno, tiny_tfno
-from test_multi_expert import one_thread  # noqa: F401 (autouse fixture)
 from neuralop.models import TFNO, UNO
 
 import neuralop_merge as nm

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tensors
-from test_multi_expert import conv_experts, one_thread  # noqa: F401 (autouse fixture)
+from test_multi_expert import conv_experts
 
 import neuralop_merge as nm
 from neuralop_merge import plots

@@ -113,14 +113,6 @@ def fine_tuned(anchor: torch.nn.Module, seed: int) -> torch.nn.Module:
 pytestmark = pytest.mark.filterwarnings("ignore:Attempting to update metadata:UserWarning")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: more threads only add overhead on a shared machine
-    yield
-    torch.set_num_threads(previous)
-
-
 def outputs(model: torch.nn.Module, case: Case) -> list[torch.Tensor]:
     with torch.no_grad():
         result = model.eval()(*case.example())

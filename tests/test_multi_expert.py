@@ -19,15 +19,6 @@ from neuralop_merge.surface import CCMFit, CCMSurface, LeastSquaresFit
 from neuralop_merge.weights import fingerprint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny FFTs and convolutions run several times faster on one thread when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def with_tensors(template, state: dict[str, torch.Tensor]):
     model = copy.deepcopy(template)
     model.load_state_dict(state, strict=False)
