@@ -119,3 +119,16 @@ def test_training_with_a_processor_restores_the_best_validation_weights():
     best = trained.provenance["losses"]["val_rollout"]
     assert rollout_error(ProcessedModel(trained, processor), data[3:]) == pytest.approx(best, rel=1e-5)
     assert trained.provenance["steps"] <= 6 * len(loader)
+
+
+@pytest.mark.parametrize("space", [(16,), (8, 8, 8)])
+def test_training_with_a_processor_works_in_one_and_three_dimensions(space):
+    torch.manual_seed(0)
+    data = torch.randn(3, 3, 1, *space).cumsum(dim=1)
+    processor = IncrementDataProcessor.fit(data)
+    net = FNO(n_modes=(4,) * len(space), in_channels=1, out_channels=1, hidden_channels=4, n_layers=1)
+    loader = torch.utils.data.DataLoader(PairDataset(data[:2]), batch_size=2)
+    settings = TrainingSettings(n_epochs=2, progress=False)
+    trained = train_anchor(net, loader, settings=settings, data_processor=processor, val_trajectories=data[2:])
+    assert trained.provenance["steps"] == 4 and trained.provenance["losses"]["val_rollout"] > 0
+    assert ProcessedModel(trained, processor)(data[:, 0]).shape == data[:, 0].shape
