@@ -149,6 +149,7 @@ def test_one_seed_prints_no_zero_spread_and_names_its_command(demo_run, capsys):
     out, argv = demo_run
     text = (out / "results.md").read_text()
     assert "± 0.0000" not in text
+    assert "one seed, so no interval" in text and "beats it" not in text
     assert text.splitlines()[5].startswith("neuralop-merge demo")
     # Running it again reuses the finished seed instead of training anything.
     assert main(argv) == 0

@@ -97,6 +97,10 @@ def verdict_lines(results: dict[str, Any]) -> list[str]:
     for baseline in ("anchor", "average", "anchor_extra", "fixed_alpha", "conditioned"):
         for c, table in results["paired_by_regime"].items():
             cell = table[f"ccm_vs_{baseline}"]
+            if len(results["seeds"]) < 2:
+                lines.append(f"- c = {c}, ccm vs {LABELS[baseline]}: ratio {cell['gm_ratio']:.3f}; one seed, so no interval "
+                             "and no verdict.")
+                continue
             won = cell["ci"][1] < 1
             lines.append(f"- c = {c}, ccm vs {LABELS[baseline]}: ratio {cell['gm_ratio']:.3f}, CI upper bound "
                          f"{cell['ci'][1]:.3f} → {'**beats it**' if won else 'not shown to beat it'}.")
