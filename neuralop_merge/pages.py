@@ -1,6 +1,6 @@
 """Reading memory-mapped checkpoints a window at a time.
 
-``merge`` maps its input checkpoints (``torch.load(mmap=True)``, still weights-only),
+``merge`` maps its input checkpoints (``mmap=True`` in the weights-only safe loader),
 so their tensors are read from the page cache on demand instead of being copied into
 memory. Pages a process has touched stay in its resident set, though, until it lets
 them go; :func:`release` does that for a tensor once it has been read, with

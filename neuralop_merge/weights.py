@@ -217,7 +217,7 @@ def instantiate(
         model.load_state_dict(dict(state), strict=True, assign=True)
         if not _has_meta_tensors(model):
             return model
-    except (RuntimeError, NotImplementedError):
+    except (RuntimeError, NotImplementedError):  # torch's own error for layers the meta device cannot build
         pass  # the normal build below reports a genuine mismatch again, with its own message
     model = model_class(*args, **kwargs)
     model.load_state_dict(dict(state), strict=True)
