@@ -215,11 +215,14 @@ def evaluate_seed(config: StudyConfig, data: StudyData, models: Models, seed: in
                   device: str = "cpu", progress: bool = True) -> SeedRecord:
     """Every method on every test regime of one seed."""
     regimes = config.regimes
-    ccm = CCM(models.anchor, models.low, models.high, low_coord=regimes.low, high_coord=regimes.high,
-              transform=regimes.transform)
+
+    def merge_line() -> CCM:
+        return CCM(models.anchor, models.low, models.high, low_coord=regimes.low, high_coord=regimes.high,
+                   transform=regimes.transform)
+
+    ccm = merge_line()
     selection = select_on_validation(config, ccm, models, data.validation, device=device, progress=progress)
-    calibrated = CCM(models.anchor, models.low, models.high, low_coord=regimes.low, high_coord=regimes.high,
-                     transform=regimes.transform)
+    calibrated = merge_line()  # its own object: calibrate() changes how the line reads coordinates
     calibrated.calibrate(selection.bank)
     tests = [regime for split in regimes.test for regime in data.test[split]]
     records = test_records(config, ccm, calibrated, models, selection, tests, device, progress)

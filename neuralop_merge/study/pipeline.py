@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_text
-from .config import StudyConfig
+from .config import StudyConfig, StudyConfigError
 from .data import generate_data
 from .evaluation import evaluate_seed
 from .models import train_models
 from .records import SNAPSHOT_FILE, SeedRecord
+from .report import write_outputs
 
 Log = Callable[[str], None]
 
@@ -64,8 +65,6 @@ def load_record(path: Path, digest: str) -> SeedRecord | None:
         return None
     payload = json.loads(path.read_text())
     if payload.get("config_digest") != digest:
-        from .config import StudyConfigError
-
         raise StudyConfigError(f"{path} was written by another study configuration; use another --out or remove it")
     return SeedRecord.from_json(payload["record"])
 
@@ -92,8 +91,6 @@ def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", prog
     dict
         The content of results.json.
     """
-    from .report import write_outputs
-
     out, digest, records = Path(out), config_digest(config), []
     out.mkdir(parents=True, exist_ok=True)
     for index, seed in enumerate(config.seeds):

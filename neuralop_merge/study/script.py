@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +109,6 @@ def headline(results: dict[str, Any]) -> str:
 
 def main(family: str, argv: list[str] | None = None) -> int:
     """``examples/<family>.py``: the study of one family, writing examples/results/<family>/ by default."""
-    import sys
-
     if family not in FAMILIES:
         raise StudyConfigError(f"unknown study family {family!r}")
     parser = argparse.ArgumentParser(description=f"The CCM reproduction study on {family}.")

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..errors import TrainingError
+from ..io import save_model
 from ..weights import fingerprint
 from .checkpoint import checkpoint_exists
 from .distributed import is_main_process, mean_over_ranks, shard_loader
@@ -412,8 +413,6 @@ def export_model(model: nn.Module, folder: Path | None, name: str) -> None:
     the training state beside it is only for resuming.
     """
     if folder is not None and is_main_process():
-        from ..io import save_model
-
         save_model(model, folder, name=name, overwrite=True)
 
 
