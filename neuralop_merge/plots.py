@@ -176,3 +176,47 @@ def plot_fit_residuals(
     axes.set_xticks(positions, [str(name) for name in names], rotation=75, fontsize="x-small")
     axes.set(ylabel="relative residual", title=title)
     return _save(figure, path, overwrite)
+
+
+def plot_series(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    path: PathLike,
+    *,
+    bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    hlines: Mapping[str, float] | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "rollout relative L2",
+    logx: bool = False,
+    logy: bool = True,
+    overwrite: bool = True,
+) -> Path:
+    """One line per label over ``x``, with optional (lo, hi) bands (confidence intervals) and levels.
+
+    Parameters
+    ----------
+    x : sequence of float
+    series : Mapping[label, values]
+        a value per ``x``
+    bands : Mapping[label, (lo, hi)], optional
+        shaded around the label's line, in its colour
+    hlines : Mapping[label, float], optional
+        dashed horizontal levels (a method that does not depend on ``x``)
+    """
+    figure, axes = _figure()
+    for index, (label, values) in enumerate(series.items()):
+        color = f"C{index % 10}"
+        axes.plot(x, values, marker="o", color=color, label=str(label))
+        if bands and label in bands:
+            axes.fill_between(x, *bands[label], color=color, alpha=0.2, linewidth=0)
+    for index, (label, level) in enumerate((hlines or {}).items()):
+        axes.axhline(level, color=f"C{(len(series) + index) % 10}", linestyle="--", linewidth=1, label=str(label))
+    values = [v for line in series.values() for v in line] + list((hlines or {}).values())
+    if logy and values and all(math.isfinite(v) and v > 0 for v in values):
+        axes.set_yscale("log")
+    if logx:
+        axes.set_xscale("log", base=2)
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.legend(fontsize="small")
+    return _save(figure, path, overwrite)

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from .. import families
 from ..families.dataset import PairDataset
 from ..training import TrainingSettings, finetune_endpoints, train_anchor
+from ..training.recipes import OptimizerName
 from ..training.processing import IncrementDataProcessor, ProcessedModel
 from ..training.seeding import derive_seed
 from .config import StudyConfig
@@ -88,6 +89,7 @@ class SeedTrainer:
     seed: int
     device: str = "cpu"
     progress: bool = True
+    optimizer: OptimizerName = "adamw"
     steps: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -98,6 +100,7 @@ class SeedTrainer:
             n_epochs=max(1, max_steps // train.steps_per_epoch), lr=lr, weight_decay=train.weight_decay,
             scheduler="onecycle", seed=derive_seed(self.seed, "train", name) % (2**31), device=self.device,
             progress=self.progress, grad_clip=train.grad_clip, patience=train.patience(max_steps),
+            optimizer=self.optimizer,
         )
 
     def loader(self, trajectories: torch.Tensor) -> DataLoader:

@@ -27,6 +27,8 @@ from .validation import check_trajectories, one_step_loader
 
 SchedulerName = Literal["cosine", "constant", "onecycle"]
 SCHEDULERS = ("cosine", "constant", "onecycle")
+OptimizerName = Literal["adamw", "sgd"]
+OPTIMIZERS = ("adamw", "sgd")
 REGIME_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -39,9 +41,9 @@ class TrainingSettings:
     n_epochs : int
         Number of epochs.
     lr : float, default 1e-3
-        AdamW learning rate.
+        Learning rate.
     weight_decay : float, default 0.0
-        AdamW weight decay.
+        Weight decay (decoupled for AdamW, L2 for SGD).
     scheduler : {"cosine", "constant", "onecycle"}, default "cosine"
         Learning-rate schedule over the epochs (neuraloperator's ``Trainer`` steps it once per
         epoch). "onecycle" warms up to ``lr`` over the first 30 % of the epochs, then anneals.
@@ -58,6 +60,10 @@ class TrainingSettings:
         With validation trajectories: stop after this many evaluations (one per epoch)
         without improvement of the validation rollout error. With validation trajectories the
         weights of the best evaluation are restored at the end either way.
+    optimizer : {"adamw", "sgd"}, default "adamw"
+        AdamW, or SGD with Nesterov momentum ``momentum`` (for ablations of the recipe).
+    momentum : float, default 0.9
+        SGD momentum; unused by AdamW.
     """
 
     n_epochs: int
@@ -70,6 +76,8 @@ class TrainingSettings:
     progress: bool = True
     grad_clip: float | None = None
     patience: int | None = None
+    optimizer: OptimizerName = "adamw"
+    momentum: float = 0.9
 
     def __post_init__(self) -> None:
         if self.n_epochs < 1:
@@ -82,10 +90,17 @@ class TrainingSettings:
             raise TrainingError(f"grad_clip must be positive, got {self.grad_clip}")
         if self.patience is not None and self.patience < 1:
             raise TrainingError(f"patience must be at least 1, got {self.patience}")
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainingError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if not 0 <= self.momentum < 1:
+            raise TrainingError(f"momentum must be in [0, 1), got {self.momentum}")
 
     def optimizer_record(self) -> dict[str, Any]:
         """The optimizer settings as recorded in provenance."""
-        return {"name": "AdamW", "lr": self.lr, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip}
+        record = {"name": "AdamW", "lr": self.lr, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip}
+        if self.optimizer == "sgd":
+            record.update(name="SGD", momentum=self.momentum, nesterov=True)
+        return record
 
     def scheduler_record(self) -> dict[str, Any]:
         """The scheduler settings as recorded in provenance."""
@@ -96,13 +111,18 @@ class TrainingSettings:
         return {"name": "ConstantLR"}
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        """AdamW over the parameters of ``model`` that require gradients, clipping gradients if asked.
+        """The optimizer over the parameters of ``model`` that require gradients, clipping gradients if asked.
 
         neuraloperator's ``Trainer`` calls ``backward`` and ``step`` itself, so the clipping runs as
         a step pre-hook of the optimizer: after the gradients exist, before they are applied.
         """
         trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                trainable, lr=self.lr, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay
+            )
+        else:
+            optimizer = torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
         if self.grad_clip is not None:
             limit = self.grad_clip
 

@@ -1,0 +1,207 @@
+"""What every ablation shares: the study's models of a seed (cached on disk), scores and outputs.
+
+An ablation runs on the committed study's own set-up (:func:`~..config.get_config` at the "small"
+scale by default): the same data of each seed, the same recipe and budget rule, so the anchor and
+the endpoint experts of seed ``s`` are the ones the study trained for seed ``s``. Training them is
+most of an ablation's cost, so :func:`seed_line` keeps them (and the simulated data) in a cache
+folder that every ablation reads: running all of them trains each seed's models once.
+
+Every ablation scores rollouts the way the study does (future frames ``k+1..T`` only, relative
+L2) and summarizes over seeds with the study's clustered bootstrap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...atomic import write_text
+from ...ccm import CCM
+from ...diagnostics import json_safe
+from ...io import load_model, save_model
+from ...training.processing import IncrementDataProcessor, ProcessedModel
+from ..config import StudyConfig, get_config
+from ..data import StudyData, generate_data
+from ..evaluation import log_error, score
+from ..models import SeedTrainer, build_fno
+from ..pipeline import config_digest
+from ..stats import cluster_bootstrap_mean, geometric_mean_ratio
+
+Log = Callable[[str], None]
+#: The models of a seed's merge line, in the order they are trained.
+LINE_MODELS = ("anchor", "low", "high")
+
+
+@dataclass(frozen=True)
+class AblationSettings:
+    """Where and how an ablation runs.
+
+    ``overrides`` replace study settings by name (as ``--set`` does for the study), ``cache`` is
+    the folder of trained models and simulated data (None: train everything afresh).
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    families: tuple[str, ...] | None = None
+    scale: str = "small"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    cache: Path | None = None
+    device: str = "cpu"
+    progress: bool = False
+    log: Log = print
+
+    def config(self, family: str, **overrides: Any) -> StudyConfig:
+        """The study configuration of ``family`` with the settings' and then ``overrides`` applied."""
+        return get_config(family, self.scale).with_overrides(**{**self.overrides, **overrides})
+
+    def folder(self, config: StudyConfig, seed: int, part: str) -> Path | None:
+        """The cache folder of ``part`` (models, data) of one seed of one configuration."""
+        if self.cache is None:
+            return None
+        return Path(self.cache) / f"{config.family}-{config_digest(config)}-seed{seed}" / part
+
+
+@dataclass
+class SeedLine:
+    """One seed's data and merge line: anchor and endpoint experts in physical units."""
+
+    config: StudyConfig
+    seed: int
+    data: StudyData
+    anchor: ProcessedModel
+    low: ProcessedModel
+    high: ProcessedModel
+
+    def ccm(self) -> CCM:
+        """The merge line θ(α) of this seed, reading coordinates on the study's axis."""
+        regimes = self.config.regimes
+        return CCM(self.anchor, self.low, self.high, low_coord=regimes.low, high_coord=regimes.high,
+                   transform=regimes.transform)
+
+    def tests(self, split: str) -> list:
+        """The test regimes of ``split`` ("support", "id", "interp" or "ood")."""
+        return self.data.test[split]
+
+
+def cached_nets(folder: Path | None, names: Sequence[str], train: Callable[[], dict[str, nn.Module]], *,
+                template: Callable[[str], nn.Module] | None = None) -> dict[str, nn.Module]:
+    """The networks ``names`` from ``folder`` when all are there, else ``train()``'s, saved there.
+
+    Checkpoints go through the package's safe writer and loader, so a cache folder is read with
+    ``weights_only`` loads and a half-written one is refused rather than used. ``template(name)``
+    builds the module to load into, for classes a checkpoint cannot rebuild by itself.
+    """
+    if folder is not None and all((folder / f"{name}_provenance.json").exists() for name in names):
+        return {name: load_model(folder, name=name, template=template(name) if template else None) for name in names}
+    nets = train()
+    if folder is not None:
+        for name in names:
+            save_model(nets[name], folder, name=name, overwrite=True)
+    return nets
+
+
+def load_data(settings: AblationSettings, config: StudyConfig, seed: int) -> StudyData:
+    folder = settings.folder(config, seed, "data")
+    return generate_data(config, seed, device=settings.device, progress=settings.progress, cache_dir=folder)
+
+
+def train_line(config: StudyConfig, seed: int, data: StudyData, processor: IncrementDataProcessor, *,
+               settings: AblationSettings, anchor: nn.Module | None = None, optimizer: str = "adamw",
+               anchor_seed: int | None = None) -> dict[str, nn.Module]:
+    """Anchor (unless given) and endpoint experts of one seed, trained by the study's recipe.
+
+    ``anchor_seed`` draws the anchor's initialization and batch order from another seed while
+    the data stay those of ``seed``; ``optimizer`` changes the experts' optimizer.
+    """
+    runs = SeedTrainer(config, seed, settings.device, settings.progress, optimizer=optimizer)
+    if anchor is None:
+        origin = seed if anchor_seed is None else anchor_seed
+        channels = data.support.trajectories.shape[2]
+        net = build_fno(config, channels, channels, origin, "anchor")
+        anchor_runs = SeedTrainer(config, origin, settings.device, settings.progress)
+        anchor = anchor_runs.fit("anchor", net, data.support, processor, config.train.anchor_max_steps, config.train.lr).net
+    experts = runs.finetune(ProcessedModel(anchor, processor), data)
+    return {"anchor": anchor, "low": experts["low"].net, "high": experts["high"].net}
+
+
+def seed_line(settings: AblationSettings, config: StudyConfig, seed: int) -> SeedLine:
+    """The study's data and merge line of ``seed`` under ``config`` (trained once, then cached)."""
+    data = load_data(settings, config, seed)
+    processor = IncrementDataProcessor.fit(data.support.trajectories, noise=config.train.noise)
+    settings.log(f"  {config.family} seed {seed}: merge line")
+    nets = cached_nets(settings.folder(config, seed, "line"), LINE_MODELS,
+                       lambda: train_line(config, seed, data, processor, settings=settings))
+    models = {name: ProcessedModel(nets[name], processor) for name in LINE_MODELS}
+    return SeedLine(config, seed, data, models["anchor"], models["low"], models["high"])
+
+
+def with_prefix(config: StudyConfig, k: int) -> StudyConfig:
+    return replace(config, prefix_k=k)
+
+
+def errors(model: nn.Module, regimes: Sequence, k: int, device: str = "cpu") -> list[float]:
+    """Future-frame relative L2 of ``model`` on every trajectory of ``regimes``."""
+    return [value for regime in regimes for value in score(model, regime.trajectories, k, device).rel_l2.tolist()]
+
+
+def summary(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Mean over every trajectory with its seed-clustered 95 % interval, and the failure count.
+
+    A failure is a non-finite error or one above 1 (the study's rule); it enters the mean at the
+    study's error cap so that one exploding rollout cannot hide behind ``nan``.
+    """
+    capped = [[value if math.isfinite(value) else 10.0 for value in seed] for seed in per_seed]
+    result = cluster_bootstrap_mean(capped)
+    result["failures"] = sum(1 for seed in per_seed for value in seed if not (math.isfinite(value) and value <= 1.0))
+    result["per_seed"] = [sum(seed) / len(seed) for seed in capped]
+    return result
+
+
+def ratio_summary(method: Sequence[Sequence[float]], baseline: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Geometric mean of per-trajectory error ratios ``method / baseline`` with its seed-clustered CI."""
+    logs = [(log_error(torch.tensor(m, dtype=torch.float64)) - log_error(torch.tensor(b, dtype=torch.float64))).tolist()
+            for m, b in zip(method, baseline)]
+    return geometric_mean_ratio(logs)
+
+
+def reduction(method: dict[str, Any], baseline: dict[str, Any]) -> float:
+    """Reduction of the mean error against a baseline, in percent."""
+    return 100.0 * (1.0 - method["mean"] / baseline["mean"])
+
+
+@dataclass
+class AblationOutput:
+    """What an ablation writes: results.json's content, results.md's body and its figures."""
+
+    results: dict[str, Any]
+    markdown: str
+    figures: dict[str, Callable[[Path], Path]]
+
+
+def write_outputs(out: Path, name: str, output: AblationOutput, *, command: str, seeds: Sequence[int]) -> None:
+    """``results.json``, ``results.md`` (the command on top) and the figures, in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"ablation": name, "command": command, "seeds": list(seeds), **output.results}
+    write_text(out / "results.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n", overwrite=True)
+    figures = [draw(out / f"{figure}.png").name for figure, draw in output.figures.items()]
+    lines = [f"# Ablation: {name}", "", "Produced by:", "", "```", command, "```", "", output.markdown.rstrip(), ""]
+    lines += [f"![{figure}]({figure})" for figure in figures]
+    write_text(out / "results.md", "\n".join(lines) + "\n", overwrite=True)
+
+
+def interval(cell: dict[str, Any], digits: int = 4) -> str:
+    """``mean [lo, hi]`` of a summary or ratio cell."""
+    value = cell.get("mean", cell.get("gm_ratio"))
+    return f"{value:.{digits}f} [{cell['ci'][0]:.{digits}f}, {cell['ci'][1]:.{digits}f}]"
+
+
+__all__ = [
+    "AblationOutput", "AblationSettings", "SeedLine", "cached_nets", "errors", "interval", "load_data",
+    "ratio_summary", "reduction", "seed_line", "summary", "train_line", "with_prefix", "write_outputs",
+]

@@ -1,0 +1,161 @@
+"""Is the physical direction Δ₋ a property of the PDE, or of one training run?
+
+The referee's objection to CCM: Δ₋ = (θH − θL)/2 might be an accident of the fine-tuning run. Each
+perturbation refits the endpoint experts of a seed with one thing changed and compares its Δ₋
+with the reference run's (the study's recipe), per tensor and over all weights (cosine of the
+flattened update; complex spectral weights as real pairs), then scores the perturbed line's
+identity CCM-Coord (α = c) on the OOD test regimes:
+
+``lr:0.5``, ``lr:2``            the experts' learning rate halved / doubled;
+``steps:0.5``, ``steps:2``      the experts' step cap halved / doubled (the stopping rule scales);
+``optimizer:sgd``               SGD with Nesterov momentum 0.9 at 10× the AdamW rate;
+``anchor_seed:+1000``           a new anchor (another initialization and batch order, same data)
+                                and its own experts: Δ₋ is then taken around a different θ₀;
+``data_seed:+1000``             the experts fine-tuned on endpoint trajectories of another draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...ccm import CCM
+from ...plots import plot_series
+from ...training.processing import IncrementDataProcessor, ProcessedModel
+from ..config import StudyConfig
+from ..data import training_set
+from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, seed_line, summary,
+                   train_line)
+
+NAME = "direction_stability"
+FAMILIES = ("diffreact", "ns2d")
+PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "optimizer:sgd", "anchor_seed:+1000", "data_seed:+1000")
+SEED_OFFSET = 1000
+SGD_LR_FACTOR = 10.0
+
+
+def direction_cosines(first: Mapping[str, torch.Tensor], second: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Cosine of two update directions per tensor, and over all tensors (``"<overall>"``).
+
+    Tensors where either direction is exactly zero (buffers a merge leaves alone) are skipped.
+    """
+    cosines, dot, norm_a, norm_b = {}, 0.0, 0.0, 0.0
+    for name, a in first.items():
+        a, b = real64(a), real64(second[name])
+        na, nb = float(a.norm()), float(b.norm())
+        if na == 0 or nb == 0:
+            continue
+        cross = float(a @ b)
+        cosines[name] = cross / (na * nb)
+        dot, norm_a, norm_b = dot + cross, norm_a + na**2, norm_b + nb**2
+    cosines["<overall>"] = dot / math.sqrt(norm_a * norm_b) if norm_a and norm_b else float("nan")
+    return cosines
+
+
+def real64(tensor: torch.Tensor) -> torch.Tensor:
+    tensor = tensor.detach()
+    return (torch.view_as_real(tensor) if tensor.is_complex() else tensor).double().flatten()
+
+
+def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: IncrementDataProcessor, key: str) -> dict:
+    """Anchor and experts of one perturbation of ``line``'s run (cached)."""
+    kind, value = key.split(":")
+    config, seed, data, anchor = line.config, line.seed, line.data, line.anchor.net
+    options: dict[str, Any] = {"anchor": anchor}
+    if kind == "lr":
+        config = config.with_overrides(expert_lr=config.train.expert_lr * float(value))
+    elif kind == "steps":
+        config = config.with_overrides(expert_max_steps=round(config.train.expert_max_steps * float(value)))
+    elif kind == "optimizer":
+        config = config.with_overrides(expert_lr=config.train.expert_lr * SGD_LR_FACTOR)
+        options["optimizer"] = value
+    elif kind == "anchor_seed":
+        options = {"anchor_seed": seed + SEED_OFFSET}
+    elif kind == "data_seed":
+        data = replace(data, **other_endpoints(settings, config, seed + SEED_OFFSET))
+    folder = settings.folder(line.config, seed, f"direction-{kind}-{value}")
+    return cached_nets(folder, ("anchor", "low", "high"),
+                       lambda: train_line(config, seed, data, processor, settings=settings, **options))
+
+
+def other_endpoints(settings: AblationSettings, config: StudyConfig, seed: int) -> dict[str, Any]:
+    """The endpoint training sets of another data seed."""
+    folder = settings.folder(config, seed, "data")
+    n = config.data.n_endpoint
+    return {role: training_set(config, seed, role, (c,), n, settings.device, folder) for role, c in (("low", -1.0), ("high", 1.0))}
+
+
+def line_of(line: SeedLine, nets: dict, processor: IncrementDataProcessor) -> CCM:
+    regimes = line.config.regimes
+    models = {name: ProcessedModel(net, processor) for name, net in nets.items()}
+    return CCM(models["anchor"], models["low"], models["high"], low_coord=regimes.low, high_coord=regimes.high,
+               transform=regimes.transform)
+
+
+def ood_errors(ccm: CCM, line: SeedLine) -> list[float]:
+    k = line.config.prefix_k
+    return [e for regime in line.tests("ood") for e in errors(ccm.at(regime.c), [regime], k)]
+
+
+def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
+    """Reference and perturbed OOD errors and direction cosines of one seed."""
+    line = seed_line(settings, settings.config(family), seed)
+    processor = line.anchor.processor
+    reference = line.ccm()
+    out: dict[str, Any] = {"reference": ood_errors(reference, line), "anchor": errors(line.anchor, line.tests("ood"), line.config.prefix_k)}
+    for key in PERTURBATIONS:
+        settings.log(f"  {family} seed {seed}: {key}")
+        nets = perturbed_nets(settings, line, processor, key)
+        ccm = line_of(line, nets, processor)
+        out[key] = {"cos": direction_cosines(reference.delta_direction, ccm.delta_direction), "ood": ood_errors(ccm, line),
+                    "steps": {name: int(getattr(net, "provenance", {}).get("steps", -1)) for name, net in nets.items()}}
+    return out
+
+
+def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
+    seeds = [seed_results(settings, family, seed) for seed in settings.seeds]
+    table: dict[str, Any] = {"reference": {"ccm_ood": summary([s["reference"] for s in seeds]),
+                                           "anchor_ood": summary([s["anchor"] for s in seeds])}}
+    for key in PERTURBATIONS:
+        layers = seeds[0][key]["cos"].keys()
+        table[key] = {
+            "cos_direction": float(np.mean([s[key]["cos"]["<overall>"] for s in seeds])),
+            "cos_by_layer": {name: float(np.mean([s[key]["cos"][name] for s in seeds])) for name in layers},
+            "ccm_ood": summary([s[key]["ood"] for s in seeds]),
+            "steps": [s[key]["steps"] for s in seeds],
+        }
+    return table
+
+
+def run(settings: AblationSettings) -> AblationOutput:
+    families = settings.families or FAMILIES
+    by_family = {family: family_results(settings, family) for family in families}
+    perturbations = {key: {"cos_direction": {f: by_family[f][key]["cos_direction"] for f in families},
+                           "ccm_ood": {f: by_family[f][key]["ccm_ood"] for f in families}} for key in PERTURBATIONS}
+    results = {"perturbations": perturbations, "reference": {f: by_family[f]["reference"] for f in families},
+               "by_family": by_family}
+    figures = {"direction_stability": lambda path: plot_series(
+        list(range(len(PERTURBATIONS))), {f: [by_family[f][key]["cos_direction"] for key in PERTURBATIONS] for f in families},
+        path, logy=False, ylabel="cos(Δ₋, Δ₋ reference)", xlabel=" / ".join(PERTURBATIONS),
+        title="stability of the physical direction")}
+    return AblationOutput(results, markdown(by_family), figures)
+
+
+def markdown(by_family: dict[str, Any]) -> str:
+    lines = ["cos(Δ₋, Δ₋ of the reference run) over all weights (mean over seeds), and the perturbed line's "
+             "identity CCM-Coord OOD error (mean relative L2 [95 % CI over seeds]).", "",
+             "| family | run | cos(Δ₋) | CCM-Coord OOD | failures |", "|---|---|---|---|---|"]
+    for family, table in by_family.items():
+        lines.append(f"| {family} | anchor | — | {interval(table['reference']['anchor_ood'])} | "
+                     f"{table['reference']['anchor_ood']['failures']} |")
+        lines.append(f"| {family} | reference | 1 | {interval(table['reference']['ccm_ood'])} | "
+                     f"{table['reference']['ccm_ood']['failures']} |")
+        for key in PERTURBATIONS:
+            row = table[key]
+            lines.append(f"| {family} | {key} | {row['cos_direction']:.3f} | {interval(row['ccm_ood'])} | {row['ccm_ood']['failures']} |")
+    return "\n".join(lines)

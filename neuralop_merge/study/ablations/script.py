@@ -1,0 +1,52 @@
+"""The command line of ``examples/ablations.py``: one ablation per call, written to its own folder."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ..config import StudyConfigError
+from ..script import parse_setting
+from . import NAMES, get
+
+DEFAULT_OUT = Path("examples") / "results" / "ablations"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Run one ablation of the CCM study on the committed study's set-up.")
+    p.add_argument("name", choices=NAMES, help="the ablation")
+    p.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N", help="seed (repeat; default 0 1 2)")
+    p.add_argument("--family", action="append", dest="families", metavar="NAME", help="family (repeat; default: the ablation's)")
+    p.add_argument("-o", "--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT}/NAME)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_OUT / ".cache",
+                   help="folder of trained models and simulated data shared by the ablations (default %(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="train everything afresh and keep nothing")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
+                   help="override a study setting, e.g. --set n_test=2 (tests, smoke runs)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from .base import AblationSettings, write_outputs
+
+    args = parser().parse_args(argv)
+    if args.threads < 1:
+        raise StudyConfigError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    settings = AblationSettings(
+        seeds=tuple(args.seeds or (0, 1, 2)), families=tuple(args.families) if args.families else None,
+        overrides=dict(args.set), cache=None if args.no_cache else args.cache,
+    )
+    out = args.out or DEFAULT_OUT / args.name
+    command = "python " + shlex.join(["examples/ablations.py", *(sys.argv[1:] if argv is None else argv)])
+    started = time.perf_counter()
+    output = get(args.name).run(settings)
+    write_outputs(out, args.name, output, command=command, seeds=settings.seeds)
+    print(f"{args.name}: done in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'results.md'}")
+    return 0
