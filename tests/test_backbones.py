@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,20 +11,11 @@ from conftest import tiny_fno, tiny_tfno
 from neuralop.models import TFNO, UNO
 
 import neuralop_merge as nm
+from neuralop_merge.backbones import DPOTLite
 from neuralop_merge.diagnostics import alpha_curves, layer_report, wrong_sign_control
 from neuralop_merge.rollout import rollout
 from neuralop_merge.surface import CCMSurface
 from neuralop_merge.weights import weights_of
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def load_dpot():
-    spec = importlib.util.spec_from_file_location("dpot_backbone", EXAMPLES / "dpot_backbone.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.DPOTLite
-
 
 def tiny_uno(seed: int) -> UNO:
     torch.manual_seed(seed)
@@ -36,7 +25,7 @@ def tiny_uno(seed: int) -> UNO:
 
 def tiny_dpot(seed: int, mixing: str):
     torch.manual_seed(seed)
-    return load_dpot()(1, 1, embed_dim=8, patch_size=4, n_layers=2, modes=2, mixing=mixing)
+    return DPOTLite(1, 1, embed_dim=8, patch_size=4, n_layers=2, modes=2, mixing=mixing)
 
 
 BACKBONES = {
@@ -145,7 +134,6 @@ def test_tfno_merges_densely_or_refactorized_with_reported_error(factorization):
 
 
 def test_dpot_backbone_shapes_and_validation():
-    DPOTLite = load_dpot()
     model = DPOTLite(2, 2, embed_dim=8, patch_size=4, modes=2)
     assert model(torch.randn(3, 2, 32, 16)).shape == (3, 2, 32, 16)
     with pytest.raises(ValueError, match="multiple of patch_size"):

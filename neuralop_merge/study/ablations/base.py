@@ -35,6 +35,8 @@ from ..pipeline import config_digest
 from ..stats import cluster_bootstrap_mean, geometric_mean_ratio
 
 Log = Callable[[str], None]
+#: Builds an untrained network: ``(config, in_channels, out_channels, seed, name) -> module``.
+Network = Callable[[StudyConfig, int, int, int, str], nn.Module]
 #: The models of a seed's merge line, in the order they are trained.
 LINE_MODELS = ("anchor", "low", "high")
 
@@ -113,30 +115,38 @@ def load_data(settings: AblationSettings, config: StudyConfig, seed: int) -> Stu
 
 def train_line(config: StudyConfig, seed: int, data: StudyData, processor: IncrementDataProcessor, *,
                settings: AblationSettings, anchor: nn.Module | None = None, optimizer: str = "adamw",
-               anchor_seed: int | None = None) -> dict[str, nn.Module]:
+               anchor_seed: int | None = None, network: Network = build_fno) -> dict[str, nn.Module]:
     """Anchor (unless given) and endpoint experts of one seed, trained by the study's recipe.
 
     ``anchor_seed`` draws the anchor's initialization and batch order from another seed while
-    the data stay those of ``seed``; ``optimizer`` changes the experts' optimizer.
+    the data stay those of ``seed``; ``optimizer`` changes the experts' optimizer; ``network``
+    builds the anchor's untrained network (the study's FNO by default).
     """
     runs = SeedTrainer(config, seed, settings.device, settings.progress, optimizer=optimizer)
     if anchor is None:
         origin = seed if anchor_seed is None else anchor_seed
         channels = data.support.trajectories.shape[2]
-        net = build_fno(config, channels, channels, origin, "anchor")
+        net = network(config, channels, channels, origin, "anchor")
         anchor_runs = SeedTrainer(config, origin, settings.device, settings.progress)
         anchor = anchor_runs.fit("anchor", net, data.support, processor, config.train.anchor_max_steps, config.train.lr).net
     experts = runs.finetune(ProcessedModel(anchor, processor), data)
     return {"anchor": anchor, "low": experts["low"].net, "high": experts["high"].net}
 
 
-def seed_line(settings: AblationSettings, config: StudyConfig, seed: int) -> SeedLine:
-    """The study's data and merge line of ``seed`` under ``config`` (trained once, then cached)."""
+def seed_line(settings: AblationSettings, config: StudyConfig, seed: int, *, network: Network | None = None,
+              part: str = "line") -> SeedLine:
+    """The study's data and merge line of ``seed`` under ``config`` (trained once, then cached in ``part``).
+
+    ``network`` replaces the study's FNO (then give the line its own ``part``).
+    """
     data = load_data(settings, config, seed)
     processor = IncrementDataProcessor.fit(data.support.trajectories, noise=config.train.noise)
-    settings.log(f"  {config.family} seed {seed}: merge line")
-    nets = cached_nets(settings.folder(config, seed, "line"), LINE_MODELS,
-                       lambda: train_line(config, seed, data, processor, settings=settings))
+    settings.log(f"  {config.family} seed {seed}: merge line ({part})")
+    build = network or build_fno
+    channels = data.support.trajectories.shape[2]
+    nets = cached_nets(settings.folder(config, seed, part), LINE_MODELS,
+                       lambda: train_line(config, seed, data, processor, settings=settings, network=build),
+                       template=None if network is None else lambda name: network(config, channels, channels, seed, name))
     models = {name: ProcessedModel(nets[name], processor) for name in LINE_MODELS}
     return SeedLine(config, seed, data, models["anchor"], models["low"], models["high"])
 

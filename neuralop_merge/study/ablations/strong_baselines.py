@@ -10,6 +10,11 @@ anchor and both experts took, under the study's recipe and stopping rule:
                        after every Fourier layer (initialized to the identity).
 
 They are compared with the merge line of the same seed: the identity CCM-Coord and CCM-Prefix.
+
+``dpot_style`` puts a DPOT-style backbone (:class:`~neuralop_merge.backbones.DPOTLite`: patch
+embedding, AFNO mixing, patch decoding) in place of the FNO: anchor and experts trained by the
+same recipe on the same data, then the anchor, the plain average and the merge line on every
+split (the CCM study's DPOT experiment reports base 0.0447, average 0.0391, CCM 0.0183).
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import torch
 from neuralop.models import FNO
 from torch import nn
 
+from ...backbones import DPOTLite
+from ...merging import merge
 from ...plots import plot_series
-from ..config import SPLITS
+from ...training.seeding import derive_seed
+from ..config import SPLITS, StudyConfig
 from ..data import TrainingSet
 from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..evaluation import prefix_scores
@@ -32,6 +40,9 @@ from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, erro
 NAME = "strong_baselines"
 FAMILIES = ("dam_break",)
 METHODS = ("anchor", "ccm_coord", "ccm_prefix", "conditioned", "film_conditioned")
+DPOT_METHODS = ("anchor", "average", "ccm_coord", "ccm_prefix")
+#: DPOT-style backbone: token width, patch side and Fourier modes over the patch grid.
+DPOT_SHAPE = {"embed_dim": 32, "patch_size": 4, "modes": 4}
 
 
 class FiLMFNO(nn.Module):
@@ -90,42 +101,89 @@ def conditioned_nets(settings: AblationSettings, line: SeedLine) -> tuple[dict[s
     return cached_nets(folder, ("conditioned", "film_conditioned"), train, template=fresh), processor
 
 
+def line_errors(line: SeedLine, regimes: list) -> dict[str, list[float]]:
+    """The anchor's and the merge line's (identity CCM-Coord, CCM-Prefix) errors on ``regimes``."""
+    ccm, k = line.ccm(), line.config.prefix_k
+    return {"anchor": errors(line.anchor, regimes, k),
+            "ccm_coord": [e for r in regimes for e in errors(ccm.at(r.c), [r], k)],
+            "ccm_prefix": [e for r in regimes for e in prefix_scores(ccm, r.trajectories, line.config, "cpu")[0].rel_l2.tolist()]}
+
+
 def seed_errors(settings: AblationSettings, line: SeedLine) -> dict[str, dict[str, list[float]]]:
     """Every method's errors on every test split of one seed."""
     nets, processor = conditioned_nets(settings, line)
-    ccm, k, table = line.ccm(), line.config.prefix_k, {}
+    table = {}
     for split in SPLITS:
         regimes = line.tests(split)
-        row = {"anchor": errors(line.anchor, regimes, k),
-               "ccm_coord": [e for r in regimes for e in errors(ccm.at(r.c), [r], k)],
-               "ccm_prefix": [e for r in regimes for e in prefix_scores(ccm, r.trajectories, line.config, "cpu")[0].rel_l2.tolist()]}
+        row = line_errors(line, regimes)
         for name, net in nets.items():
-            row[name] = [e for r in regimes for e in errors(Conditioned(ProcessedModel(net, processor), r.c), [r], k)]
+            model = ProcessedModel(net, processor)
+            row[name] = [e for r in regimes for e in errors(Conditioned(model, r.c), [r], line.config.prefix_k)]
         table[split] = row
     return table
+
+
+def build_dpot(config: StudyConfig, in_channels: int, out_channels: int, seed: int, name: str) -> DPOTLite:
+    """A freshly initialised DPOT-style network with the FNO's depth, its weights a function of ``(seed, name)``."""
+    torch.manual_seed(derive_seed(seed, "init", name))
+    return DPOTLite(in_channels, out_channels, n_layers=config.model.n_layers, residual=False, **DPOT_SHAPE)
+
+
+def dpot_errors(settings: AblationSettings, family: str, seed: int) -> dict[str, dict[str, list[float]]]:
+    """Anchor, average and merge line of the DPOT-style backbone on every test split of one seed."""
+    line = seed_line(settings, settings.config(family), seed, network=build_dpot, part="line-dpot")
+    average = merge("average", experts=[line.low, line.high])
+    table = {}
+    for split in SPLITS:
+        row = line_errors(line, line.tests(split))
+        row["average"] = errors(average, line.tests(split), line.config.prefix_k)
+        table[split] = row
+    return table
+
+
+def summaries(seeds: list[dict[str, dict[str, list[float]]]], methods: tuple[str, ...]) -> dict[str, Any]:
+    return {split: {m: summary([s[split][m] for s in seeds]) for m in methods} for split in SPLITS}
 
 
 def run(settings: AblationSettings) -> AblationOutput:
     family = (settings.families or FAMILIES)[0]
     seeds = [seed_errors(settings, seed_line(settings, settings.config(family), seed)) for seed in settings.seeds]
-    splits = {split: {m: summary([s[split][m] for s in seeds]) for m in METHODS} for split in SPLITS}
     ratios = {split: {f"{m}_vs_{b}": ratio_summary([s[split][m] for s in seeds], [s[split][b] for s in seeds])
                       for m in ("ccm_coord", "ccm_prefix") for b in ("conditioned", "film_conditioned")} for split in SPLITS}
-    film = {"family": family, "splits": {split: splits[split] for split in SPLITS}, "ratios": ratios}
-    results = {"film_conditioned": film,
-               "dpot_style": {"status": "not run", "why": "see the README's ablation section"}}
-    figures = {"strong_baselines": lambda path: plot_series(
-        list(range(len(SPLITS))), {m: [splits[split][m]["mean"] for split in SPLITS] for m in METHODS}, path,
-        xlabel="split: " + " / ".join(SPLITS), title=f"{family}: CCM against conditioned FNOs (mean over seeds)")}
-    return AblationOutput(results, markdown(family, splits, ratios), figures)
+    dpot = [dpot_errors(settings, family, seed) for seed in settings.seeds]
+    dpot_ratios = {split: {f"{m}_vs_anchor": ratio_summary([s[split][m] for s in dpot], [s[split]["anchor"] for s in dpot])
+                           for m in DPOT_METHODS[1:]} for split in SPLITS}
+    results = {"family": family,
+               "film_conditioned": {"splits": summaries(seeds, METHODS), "ratios": ratios},
+               "dpot_style": {"shape": DPOT_SHAPE, "splits": summaries(dpot, DPOT_METHODS), "ratios": dpot_ratios}}
+    figures = {name: figure(family, results[name]["splits"], methods, title) for name, methods, title in (
+        ("film_conditioned", METHODS, "CCM against conditioned FNOs"),
+        ("dpot_style", DPOT_METHODS, "a DPOT-style backbone merged"))}
+    return AblationOutput(results, markdown(results), figures)
 
 
-def markdown(family: str, splits: dict[str, Any], ratios: dict[str, Any]) -> str:
-    lines = [f"{family}: mean relative L2 [95 % CI over seeds] per split, and the geometric mean of per-trajectory "
-             "error ratios of the merge against each conditioned network (below 1: the merge is better).", "",
+def figure(family: str, splits: dict[str, Any], methods: tuple[str, ...], title: str):
+    def draw(path):
+        return plot_series(list(range(len(SPLITS))), {m: [splits[split][m]["mean"] for split in SPLITS] for m in methods},
+                           path, xlabel="split: " + " / ".join(SPLITS), title=f"{family}: {title} (mean over seeds)")
+    return draw
+
+
+def markdown(results: dict[str, Any]) -> str:
+    film, dpot = results["film_conditioned"], results["dpot_style"]
+    lines = [f"{results['family']}: mean relative L2 [95 % CI over seeds] per split, and geometric means of "
+             "per-trajectory error ratios (below 1: the first method is better).", "", "## Conditioned FNOs", "",
              "| split | " + " | ".join(METHODS) + " | CCM-Coord / FiLM | CCM-Prefix / FiLM |", "|---" * (len(METHODS) + 3) + "|"]
     for split in SPLITS:
-        cells = " | ".join(interval(splits[split][m]) for m in METHODS)
-        lines.append(f"| {split} | {cells} | {interval(ratios[split]['ccm_coord_vs_film_conditioned'], 3)} | "
-                     f"{interval(ratios[split]['ccm_prefix_vs_film_conditioned'], 3)} |")
+        cells = " | ".join(interval(film["splits"][split][m]) for m in METHODS)
+        ratio = film["ratios"][split]
+        lines.append(f"| {split} | {cells} | {interval(ratio['ccm_coord_vs_film_conditioned'], 3)} | "
+                     f"{interval(ratio['ccm_prefix_vs_film_conditioned'], 3)} |")
+    lines += ["", f"## DPOT-style backbone ({dpot['shape']})", "",
+              "| split | " + " | ".join(DPOT_METHODS) + " | CCM-Coord / anchor | CCM-Prefix / anchor |",
+              "|---" * (len(DPOT_METHODS) + 3) + "|"]
+    for split in SPLITS:
+        cells = " | ".join(interval(dpot["splits"][split][m]) for m in DPOT_METHODS)
+        ratio = dpot["ratios"][split]
+        lines.append(f"| {split} | {cells} | {interval(ratio['ccm_coord_vs_anchor'], 3)} | {interval(ratio['ccm_prefix_vs_anchor'], 3)} |")
     return "\n".join(lines)

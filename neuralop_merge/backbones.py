@@ -1,5 +1,8 @@
 """A small DPOT-style backbone: patch embedding, Fourier (AFNO-like) or attention mixing, patch decoding.
 
+It shows that the merges are not tied to neuraloperator's classes, and the ablation
+``strong_baselines`` trains it with the study's recipe (the CCM study's DPOT experiment).
+
 DPOT (Hao et al., 2024) pre-trains one auto-regressive operator on many PDE data sets:
 the input frames are cut into patches, embedded, mixed by Adaptive Fourier Neural
 Operator blocks over the patch grid, and decoded back to frames. This module keeps
@@ -17,6 +20,7 @@ non-FNO architecture:
 
 Example
 -------
+>>> from neuralop_merge.backbones import DPOTLite
 >>> model = DPOTLite(in_channels=2, out_channels=2, embed_dim=16, patch_size=4, modes=4)
 >>> model(torch.randn(3, 2, 32, 32)).shape
 torch.Size([3, 2, 32, 32])
@@ -134,7 +138,9 @@ class DPOTLite(nn.Module):
         self.norm = nn.GroupNorm(1, embed_dim)
         self.decoder = nn.ConvTranspose2d(embed_dim, out_channels, patch_size, stride=patch_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **_: object) -> torch.Tensor:
+        # Other keywords are ignored, as neuraloperator's models do: its Trainer passes the whole
+        # sample (``x`` and ``y``) to the model.
         height, width = x.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f"frame {height}x{width} is not a multiple of patch_size={self.patch_size}")
@@ -143,3 +149,6 @@ class DPOTLite(nn.Module):
             tokens = block(tokens)
         out = self.decoder(self.norm(tokens))
         return out + x if self.residual else out
+
+
+__all__ = ["AFNOMixer", "AttentionMixer", "Block", "DPOTLite"]

@@ -1,0 +1,120 @@
+"""The ablations: every command at tiny settings writes its keys, and their building blocks on known answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from neuralop.models import FNO
+
+from neuralop_merge.errors import TrainingError
+from neuralop_merge.study.ablations import NAMES, get
+from neuralop_merge.study.ablations.base import cached_nets, ratio_summary, summary
+from neuralop_merge.study.ablations.direction_stability import direction_cosines
+from neuralop_merge.study.ablations.script import main
+from neuralop_merge.study.ablations.strong_baselines import FiLMFNO
+from neuralop_merge.training import TrainingSettings
+
+TINY = [
+    "resolution=16", "n_frames=10", "n_support=2", "n_endpoint=2", "n_holdout=1", "n_validation=1", "n_test=1",
+    "anchor_max_steps=4", "expert_max_steps=2", "steps_per_epoch=2", "batch_size=4", "hidden_channels=8",
+    "n_modes=4", "n_grid=9",
+]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One cache for every ablation here, so the tiny merge line of each seed is trained once."""
+    return tmp_path_factory.mktemp("ablation-cache")
+
+
+def run_ablation(name: str, out, cache, seeds=(0, 1)) -> dict:
+    argv = [name, "--family", "dam_break", "--out", str(out), "--cache", str(cache)]
+    argv += [f"--seed={seed}" for seed in seeds] + [f"--set={setting}" for setting in TINY]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    markdown = (out / "results.md").read_text()
+    assert results["command"].startswith(f"python examples/ablations.py {name}")
+    assert markdown.splitlines()[5] == results["command"]  # the exact command on top
+    assert list(out.glob("*.png")), "every ablation draws at least one figure"
+    return results
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", NAMES)
+def test_every_ablation_writes_its_keys(name, tmp_path, cache):
+    results = run_ablation(name, tmp_path / name, cache)
+    assert results["ablation"] == name and results["seeds"] == [0, 1]
+    check = {
+        "direction_stability": lambda r: {key.split(":")[0] for key in r["perturbations"]}
+        == {"lr", "steps", "optimizer", "anchor_seed", "data_seed"}
+        and all({"cos_direction", "ccm_ood"} <= set(cell) for cell in r["perturbations"].values()),
+        "prefix_budget": lambda r: r["k"] == [1, 2, 4, 8] and len(r["dam_break"]) == 4,
+        "scale_trend": lambda r: len(r["widths"]) >= 3 and len(r["ood_reduction"]) == len(r["widths"]),
+        "fixed_alpha_frontier": lambda r: len(r["splits"]["ood"]["fixed_alpha"]) == len(r["alphas"])
+        and {"seed", "c", "alpha"} <= set(r["selected_alpha"][0]),
+        "calibration_bank": lambda r: {"within", "size_2", "size_3", "size_5", "default"} <= set(r["dam_break"]["vs_anchor"]),
+        "strong_baselines": lambda r: {"film_conditioned", "dpot_style"} <= set(r),
+        "ccm_plane": lambda r: all({"ccm_plane", "ccm", "anchor"} <= set(r["plane"][split]) for split in ("support", "ood")),
+    }
+    assert check[name](results)
+
+
+def test_unknown_ablation_is_refused():
+    with pytest.raises(KeyError, match="unknown ablation 'nope'"):
+        get("nope")
+
+
+def test_direction_cosines_on_known_directions():
+    a = {"w": torch.tensor([1.0, 0.0]), "z": torch.tensor([1 + 1j, 0j]), "buffer": torch.zeros(2)}
+    same = direction_cosines(a, a)
+    assert same["w"] == pytest.approx(1.0) and same["<overall>"] == pytest.approx(1.0)
+    assert "buffer" not in same  # a tensor no run changed has no direction
+    flipped = direction_cosines(a, {"w": torch.tensor([-1.0, 0.0]), "z": torch.tensor([1j - 1, 0j]), "buffer": torch.zeros(2)})
+    assert flipped["w"] == pytest.approx(-1.0)
+    assert flipped["z"] == pytest.approx(0.0)  # multiplying by i is orthogonal as a real pair
+    assert flipped["<overall>"] == pytest.approx(-1.0 / 3.0)  # (-1 + 0) / sqrt(3 * 3)
+
+
+def test_film_fno_starts_as_its_fno():
+    torch.manual_seed(0)
+    fno = FNO(n_modes=(4, 4), in_channels=2, out_channels=2, hidden_channels=8, n_layers=2)
+    film = FiLMFNO(fno)
+    x = torch.randn(3, 2, 16, 16)
+    with_coordinate = torch.cat((x, torch.full_like(x[:, :1], 0.7)), dim=1)
+    torch.testing.assert_close(film(with_coordinate), fno(x))
+    film.film[-1].bias.data.fill_(0.5)  # once trained, the coordinate changes the output
+    assert not torch.allclose(film(with_coordinate), fno(x))
+
+
+def test_sgd_option_builds_sgd_with_nesterov_momentum():
+    model = torch.nn.Linear(2, 2)
+    optimizer = TrainingSettings(n_epochs=1, lr=0.1, optimizer="sgd", momentum=0.8).build_optimizer(model)
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.defaults["momentum"] == 0.8 and optimizer.defaults["nesterov"]
+    assert TrainingSettings(n_epochs=1, optimizer="sgd").optimizer_record()["name"] == "SGD"
+    with pytest.raises(TrainingError, match="unknown optimizer 'adam'"):
+        TrainingSettings(n_epochs=1, optimizer="adam")
+
+
+def test_cached_nets_train_once(tmp_path):
+    calls = []
+
+    def train():
+        calls.append(1)
+        torch.manual_seed(len(calls))
+        return {"net": torch.nn.Linear(3, 2)}
+
+    first = cached_nets(tmp_path, ("net",), train, template=lambda name: torch.nn.Linear(3, 2))
+    second = cached_nets(tmp_path, ("net",), train, template=lambda name: torch.nn.Linear(3, 2))
+    assert len(calls) == 1
+    torch.testing.assert_close(second["net"].weight, first["net"].weight)
+
+
+def test_summary_counts_failures_and_caps_them():
+    cell = summary([[0.1, float("nan")], [0.2, 2.0]])
+    assert cell["failures"] == 2  # non-finite, and above 1
+    assert cell["mean"] == pytest.approx((0.1 + 10.0 + 0.2 + 2.0) / 4)
+    halved = ratio_summary([[0.5, 1.0], [0.25]], [[1.0, 2.0], [0.5]])
+    assert halved["gm_ratio"] == pytest.approx(0.5) and halved["ci"] == pytest.approx([0.5, 0.5])
