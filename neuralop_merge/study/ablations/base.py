@@ -13,12 +13,12 @@ L2) and summarizes over seeds with the study's clustered bootstrap.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,10 +29,11 @@ from ...io import load_model, save_model
 from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import StudyConfig, get_config
 from ..data import StudyData, generate_data
-from ..evaluation import log_error, score
+from ..evaluation import ERROR_CAP, FAILURE_ERROR, log_error, score
 from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest
-from ..stats import cluster_bootstrap_mean, geometric_mean_ratio
+from ..report import summary as seed_summary
+from ..stats import geometric_mean_ratio
 
 Log = Callable[[str], None]
 #: Builds an untrained network: ``(config, in_channels, out_channels, seed, name) -> module``.
@@ -161,16 +162,16 @@ def errors(model: nn.Module, regimes: Sequence, k: int, device: str = "cpu") -> 
 
 
 def summary(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:
-    """Mean over every trajectory with its seed-clustered 95 % interval, and the failure count.
+    """The study's summary of errors grouped by seed (mean, seed-clustered 95 % CI), and the failure count.
 
-    A failure is a non-finite error or one above 1 (the study's rule); it enters the mean at the
-    study's error cap so that one exploding rollout cannot hide behind ``nan``.
+    A failure is a non-finite error or one above :data:`~..evaluation.FAILURE_ERROR` (the study's
+    rule); errors enter the mean capped at :data:`~..evaluation.ERROR_CAP`, as in the study, so that
+    one exploding rollout cannot hide behind ``nan``.
     """
-    capped = [[value if math.isfinite(value) else 10.0 for value in seed] for seed in per_seed]
-    result = cluster_bootstrap_mean(capped)
-    result["failures"] = sum(1 for seed in per_seed for value in seed if not (math.isfinite(value) and value <= 1.0))
-    result["per_seed"] = [sum(seed) / len(seed) for seed in capped]
-    return result
+    arrays = [np.asarray(seed, dtype=float) for seed in per_seed]
+    capped = [np.where(np.isfinite(a), np.minimum(a, ERROR_CAP), ERROR_CAP) for a in arrays]
+    failures = sum(int((~(np.isfinite(a) & (a <= FAILURE_ERROR))).sum()) for a in arrays)
+    return {**seed_summary(capped), "failures": failures}
 
 
 def ratio_summary(method: Sequence[Sequence[float]], baseline: Sequence[Sequence[float]]) -> dict[str, Any]:
