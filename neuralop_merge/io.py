@@ -310,7 +310,7 @@ def _rebuilt(tensors: dict[str, torch.Tensor], source: _Source) -> nn.Module:
     except UnsafeCheckpointError:
         own_uqno = uqno_arguments(state) if record is None else None
         if own_uqno is not None:
-            return instantiate(*own_uqno, tensors)
+            return _own_uqno(own_uqno, tensors, source.state_file)
         if not holds_submodels(record):
             raise
         init_kwargs = None
@@ -321,6 +321,23 @@ def _rebuilt(tensors: dict[str, torch.Tensor], source: _Source) -> nn.Module:
     raise CheckpointError(
         f"{source.state_file} holds no architecture metadata (a plain nn.Module state dict); pass template="
     )
+
+
+def _own_uqno(arguments: tuple, tensors: dict[str, torch.Tensor], state_file: Path) -> nn.Module:
+    """A UQNO from its own ``save_checkpoint`` output, or a one-line error saying how to load it.
+
+    Only the base model's arguments are readable safely (see
+    :func:`~neuralop_merge.architecture.uqno_arguments`); a residual model of another
+    architecture exists only in the pickled metadata, which is never unpickled.
+    """
+    try:
+        return instantiate(*arguments, tensors)
+    except Exception as error:
+        raise CheckpointError(
+            f"{state_file}: a UQNO whose residual model differs from its base model ({first_line(error)}); "
+            "neuraloperator records that residual model only in pickled metadata, which is never unpickled: "
+            "pass template=UQNO(base_model=..., residual_model=...), or save it with neuralop_merge.save_model"
+        ) from None
 
 
 def _from_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.Tensor], source: Path) -> nn.Module:

@@ -185,6 +185,19 @@ def test_load_model_reads_the_class_own_save_checkpoint(name, case, tmp_path):
     assert type(loaded) is type(model) and nm.fingerprint(loaded) == nm.fingerprint(model)
 
 
+def test_uqno_with_another_residual_model_loads_with_a_template(tmp_path):
+    # neuraloperator pickles the residual model into the metadata file, which is never unpickled:
+    # without a template the error says what to pass; with one, the checkpoint loads exactly.
+    torch.manual_seed(0)
+    model = UQNO(fno(), residual_model=FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=6, n_layers=1))
+    model.save_checkpoint(tmp_path, "own")
+    with pytest.raises(nm.CheckpointError, match="residual model differs from its base model.*pass template=UQNO"):
+        nm.load_model(tmp_path)
+    template = UQNO(fno(), residual_model=FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=6, n_layers=1))
+    loaded = nm.load_model(tmp_path, template=template)
+    assert nm.fingerprint(loaded) == nm.fingerprint(model)
+
+
 def test_a_plain_module_class_is_not_imported_from_a_file(tmp_path):
     nm.save_model(Toy(), tmp_path)
     with pytest.raises(nm.CheckpointError, match="conftest.Toy, which is not a neuraloperator model; pass model_class="):
