@@ -57,6 +57,12 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         "calibration_bank": lambda r: {"within", "size_2", "size_3", "size_5", "default"} <= set(r["dam_break"]["vs_anchor"]),
         "strong_baselines": lambda r: {"film_conditioned", "dpot_style"} <= set(r),
         "ccm_plane": lambda r: all({"ccm_plane", "ccm", "anchor"} <= set(r["plane"][split]) for split in ("support", "ood")),
+        "multi_axis": lambda r: all({"anchor", "line", "surface_affine", "surface_quadratic"} <= set(r["one_axis"]["dam_break"][split])
+                                    for split in ("interp", "id", "ood"))
+        and set(r["two_axis"]["dam_break"]) == {"inside", "ood_axis1", "ood_axis2", "ood_both"}
+        and all({"line", "best_line", "surface"} <= set(cell) for cell in r["two_axis"]["dam_break"].values())
+        and set(r["verdict"]) == {"surface_beats_line", "line_beats_surface", "undecided"}
+        and sum(len(cells) for cells in r["verdict"].values()) == 2 * 4 + 4,  # two surfaces on four splits, one on four targets
     }
     assert check[name](results)
 
