@@ -36,7 +36,7 @@ experts are from lying on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -47,7 +47,7 @@ from ...plots import plot_series
 from ...surface import CCMSurface
 from ...training.processing import ProcessedModel
 from ..config import SPLITS, Regimes, StudyConfig
-from ..data import TrainingSet, data_seed, training_set
+from ..data import Regime, TrainingSet, data_seed, training_set
 from ..evaluation import score
 from ..models import SeedTrainer
 from .base import AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, ratio_summary, seed_line, summary
@@ -118,7 +118,7 @@ def one_axis_errors(settings: AblationSettings, line: SeedLine) -> dict[str, Any
     return table
 
 
-def per_regime(model_for, regimes: Sequence, k: int) -> list[float]:
+def per_regime(model_for: Callable[[Regime], torch.nn.Module], regimes: Sequence[Regime], k: int) -> list[float]:
     """Errors of the model ``model_for(regime)`` on each regime's trajectories, regime after regime."""
     return [value for regime in regimes for value in errors(model_for(regime), [regime], k)]
 
@@ -154,11 +154,12 @@ def box_training_sets(settings: AblationSettings, line: SeedLine) -> dict[str, T
     config, points = line.config, list(BOX_EXPERTS.values())
     train = simulate_points(settings, config, line.seed, "box-experts", points, config.data.n_endpoint)
     holdout = simulate_points(settings, config, line.seed, "box-experts-holdout", points, config.data.n_holdout)
-    sets = {}
-    for name, trajectories, held in zip(BOX_EXPERTS, train, holdout):
-        c = torch.full((len(trajectories),), BOX_EXPERTS[name][0], dtype=torch.float64)
-        sets[name] = TrainingSet(trajectories, c, held, torch.full((len(held),), BOX_EXPERTS[name][0], dtype=torch.float64))
-    return sets
+
+    def first_axis(trajectories: torch.Tensor, point: tuple[float, float]) -> torch.Tensor:
+        return torch.full((len(trajectories),), point[0], dtype=torch.float64)
+
+    return {name: TrainingSet(trajectories, first_axis(trajectories, point), held, first_axis(held, point))
+            for (name, point), trajectories, held in zip(BOX_EXPERTS.items(), train, holdout)}
 
 
 def box_experts(settings: AblationSettings, line: SeedLine) -> dict[str, ProcessedModel]:
@@ -308,23 +309,24 @@ def figure(part: str, family: str, cells: Mapping[str, Any], methods: Sequence[s
 
 def markdown(results: Mapping[str, Any]) -> str:
     lines = ["Mean relative L2 of future frames [95 % CI over seeds], and geometric means of per-trajectory error "
-             "ratios (below 1: the surface is better).", "", "## One axis: experts at c = -1, -1/3, +1/3, +1", "",
-             "| family | split | " + " | ".join(ONE_AXIS_METHODS) + " | affine / line | quadratic / line |",
-             "|---" * (len(ONE_AXIS_METHODS) + 4) + "|"]
-    for family, cells in results["one_axis"].items():
-        for split, row in cells.items():
-            ratio = results["ratios"]["one_axis"][family][split]
-            lines.append(f"| {family} | {split} | " + " | ".join(interval(row[m]) for m in ONE_AXIS_METHODS) +
-                         f" | {interval(ratio['surface_affine_vs_line'], 3)} | {interval(ratio['surface_quadratic_vs_line'], 3)} |")
-    lines += ["", "## Two axes: experts at the corners and the centre of the box", "",
-              "| family | target | " + " | ".join(TWO_AXIS_METHODS) + " | surface / line | surface / best line |",
-              "|---" * (len(TWO_AXIS_METHODS) + 4) + "|"]
-    for family, cells in results["two_axis"].items():
-        for target, row in cells.items():
-            ratio = results["ratios"]["two_axis"][family][target]
-            lines.append(f"| {family} | {target} | " + " | ".join(interval(row[m]) for m in TWO_AXIS_METHODS) +
-                         f" | {interval(ratio['surface_vs_line'], 3)} | {interval(ratio['surface_vs_best_line'], 3)} |")
+             "ratios (below 1: the surface is better)."]
+    lines += part_table(results, "one_axis", "One axis: experts at c = -1, -1/3, +1/3, +1", "split", ONE_AXIS_METHODS)
+    lines += part_table(results, "two_axis", "Two axes: experts at the corners and the centre of the box", "target",
+                        TWO_AXIS_METHODS)
     return "\n".join(lines + verdict_lines(results))
+
+
+def part_table(results: Mapping[str, Any], part: str, title: str, cell_name: str, methods: Sequence[str]) -> list[str]:
+    """One part's markdown table: every method's mean per family and cell, then every ratio to a line."""
+    ratio_names = list(next(iter(next(iter(results["ratios"][part].values())).values())))
+    lines = ["", f"## {title}", "", f"| family | {cell_name} | " + " | ".join([*methods, *ratio_names]) + " |",
+             "|---" * (len(methods) + len(ratio_names) + 2) + "|"]
+    for family, cells in results[part].items():
+        for cell, row in cells.items():
+            ratio = results["ratios"][part][family][cell]
+            values = [interval(row[m]) for m in methods] + [interval(ratio[name], 3) for name in ratio_names]
+            lines.append(f"| {family} | {cell} | " + " | ".join(values) + " |")
+    return lines
 
 
 def verdict_lines(results: Mapping[str, Any]) -> list[str]:
