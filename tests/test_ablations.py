@@ -134,6 +134,7 @@ def test_multi_axis_line_and_verdict_rules():
     assert verdict_of({"ci": [0.9, 1.1]}) == verdict_of({"ci": [0.9, 1.0]}) == "undecided"  # touching 1 decides nothing
     ratios = {"two_axis": {"diffreact": {"ood_axis2": {"surface_vs_line": {"gm_ratio": 0.4, "ci": [0.3, 0.5]},
                                                        "surface_vs_best_line": {"gm_ratio": 2.0, "ci": [1.5, 2.5]}}}}}
-    filed = verdict(ratios)
+    filed = verdict(ratios, n_seeds=3)
     assert filed["surface_beats_line"] == {"two_axis/diffreact/ood_axis2/surface": 0.4}  # the oracle line is not the verdict's
     assert not filed["line_beats_surface"] and not filed["undecided"]
+    assert verdict(ratios, n_seeds=1)["undecided"] == {"two_axis/diffreact/ood_axis2/surface": 0.4}  # one seed: a point, no interval

@@ -161,7 +161,8 @@ def test_inspect_refuses_mixed_or_incomplete_expert_sets(extra, needle, capsys):
 
 
 @pytest.mark.parametrize("option,value", [("--expert-coord", "u=1,u=2"), ("--expert-coord", "u=nan"),
-                                          ("--expert-coord", "1,2"), ("--transform", "u=cube")])
+                                          ("--expert-coord", "1,2"), ("--expert-coord", "=1"),
+                                          ("--transform", "u=cube")])
 def test_inspect_refuses_malformed_coordinates(option, value, capsys):
     assert main(["inspect", "--anchor", "X", "--expert", "A", "--expert", "B", option, value]) == 2
     assert value in capsys.readouterr().err

@@ -32,8 +32,8 @@ def parse_coordinate(text: str) -> float | dict[str, float]:
         values = {axis.strip(): float(value) for axis, value in pairs}
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number or AXIS=VALUE[,AXIS=VALUE...]") from None
-    if not all(math.isfinite(value) for value in values.values()) or (len(pairs) > 1 and "" in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: every coordinate needs a finite value and, with several axes, a name")
+    if not all(math.isfinite(value) for value in values.values()) or ("=" in text and "" in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be finite, and AXIS=VALUE needs an axis name")
     if len(values) != len(pairs):
         raise argparse.ArgumentTypeError(f"{text!r} names an axis twice")
     return values[""] if "" in values else values

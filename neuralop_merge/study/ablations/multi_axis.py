@@ -248,15 +248,19 @@ def verdict_of(ratio: Mapping[str, Any]) -> str:
     return "surface_beats_line" if high < 1.0 else "line_beats_surface" if low > 1.0 else "undecided"
 
 
-def verdict(ratios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Every surface-vs-line ratio, filed by :func:`verdict_of` as ``"part/family/cell/surface": gm_ratio``."""
+def verdict(ratios: Mapping[str, Mapping[str, Any]], n_seeds: int) -> dict[str, dict[str, float]]:
+    """Every surface-vs-line ratio, filed by :func:`verdict_of` as ``"part/family/cell/surface": gm_ratio``.
+
+    With one seed every ratio is "undecided": a seed-clustered interval of one seed is a point.
+    """
     filed: dict[str, dict[str, float]] = {"surface_beats_line": {}, "line_beats_surface": {}, "undecided": {}}
     for part, by_family in ratios.items():
         for family, cells in by_family.items():
             for cell, row in cells.items():
                 for surface in SURFACES[part]:
                     ratio = row[f"{surface}_vs_line"]
-                    filed[verdict_of(ratio)][f"{part}/{family}/{cell}/{surface}"] = ratio["gm_ratio"]
+                    kind = verdict_of(ratio) if n_seeds > 1 else "undecided"
+                    filed[kind][f"{part}/{family}/{cell}/{surface}"] = ratio["gm_ratio"]
     return filed
 
 
@@ -288,7 +292,7 @@ def run(settings: AblationSettings) -> AblationOutput:
             parts = [seed[part] for seed in seeds]
             results[part][family], results["ratios"][part][family] = part_summary(parts, methods, SURFACES[part], baselines)
             results["fit_residual"][part][family] = {name: [p["fit_residual"][name] for p in parts] for name in SURFACES[part]}
-    results["verdict"] = verdict(results["ratios"])
+    results["verdict"] = verdict(results["ratios"], len(settings.seeds))
     results["setup"] = setup(families_run)
     figures = {f"{part}_{family}": figure(part, family, results[part][family], shapes[part][0])
                for part in shapes for family in families_run}
@@ -336,7 +340,7 @@ def verdict_lines(results: Mapping[str, Any]) -> list[str]:
         for family, by_surface in by_family.items():
             lines += [f"- {part} {family} {name}: " + ", ".join(f"{value:.3f}" for value in values)
                       for name, values in by_surface.items()]
-    lines += ["", "## Verdict (surface / line, by the 95 % interval of the ratio)", ""]
+    lines += ["", "## Verdict (surface / line, by the 95 % interval of the ratio over seeds; none from one seed)", ""]
     for kind, cells in results["verdict"].items():
         listed = ", ".join(f"{cell} ({ratio:.4f})" for cell, ratio in cells.items()) or "none"
         lines.append(f"- **{kind.replace('_', ' ')}**: {listed}")
