@@ -5,7 +5,7 @@
     python examples/ablations.py ccm_plane --set n_test=2 --out /tmp/plane   # a smoke run
 
 Names: direction_stability, prefix_budget, scale_trend, fixed_alpha_frontier, calibration_bank,
-strong_baselines, ccm_plane. Trained models and simulated data are kept in
+strong_baselines, ccm_plane, multi_axis. Trained models and simulated data are kept in
 examples/results/ablations/.cache (git-ignored), so the ablations train each seed's merge line
 once. See neuralop_merge/study/ablations/ for what each one measures.
 """

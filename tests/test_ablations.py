@@ -12,6 +12,7 @@ from neuralop_merge.errors import TrainingError
 from neuralop_merge.study.ablations import NAMES, get
 from neuralop_merge.study.ablations.base import cached_nets, ratio_summary, summary
 from neuralop_merge.study.ablations.direction_stability import direction_cosines
+from neuralop_merge.study.ablations.multi_axis import nearest_level, verdict, verdict_of
 from neuralop_merge.study.ablations.script import main
 from neuralop_merge.study.ablations.strong_baselines import FiLMFNO
 from neuralop_merge.training import TrainingSettings
@@ -57,6 +58,12 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         "calibration_bank": lambda r: {"within", "size_2", "size_3", "size_5", "default"} <= set(r["dam_break"]["vs_anchor"]),
         "strong_baselines": lambda r: {"film_conditioned", "dpot_style"} <= set(r),
         "ccm_plane": lambda r: all({"ccm_plane", "ccm", "anchor"} <= set(r["plane"][split]) for split in ("support", "ood")),
+        "multi_axis": lambda r: all({"anchor", "line", "surface_affine", "surface_quadratic"} <= set(r["one_axis"]["dam_break"][split])
+                                    for split in ("interp", "id", "ood"))
+        and set(r["two_axis"]["dam_break"]) == {"inside", "ood_axis1", "ood_axis2", "ood_both"}
+        and all({"line", "best_line", "surface"} <= set(cell) for cell in r["two_axis"]["dam_break"].values())
+        and set(r["verdict"]) == {"surface_beats_line", "line_beats_surface", "undecided"}
+        and sum(len(cells) for cells in r["verdict"].values()) == 2 * 4 + 4,  # two surfaces on four splits, one on four targets
     }
     assert check[name](results)
 
@@ -118,3 +125,16 @@ def test_summary_counts_failures_and_caps_them():
     assert cell["mean"] == pytest.approx((0.1 + 10.0 + 0.2 + 2.0) / 4)
     halved = ratio_summary([[0.5, 1.0], [0.25]], [[1.0, 2.0], [0.5]])
     assert halved["gm_ratio"] == pytest.approx(0.5) and halved["ci"] == pytest.approx([0.5, 0.5])
+
+
+def test_multi_axis_line_and_verdict_rules():
+    assert [nearest_level(c2) for c2 in (-2.0, -0.4, 0.0, 0.5, -0.5, 0.6, 2.0)] == [-1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    assert verdict_of({"ci": [0.5, 0.99]}) == "surface_beats_line"
+    assert verdict_of({"ci": [1.01, 2.0]}) == "line_beats_surface"
+    assert verdict_of({"ci": [0.9, 1.1]}) == verdict_of({"ci": [0.9, 1.0]}) == "undecided"  # touching 1 decides nothing
+    ratios = {"two_axis": {"diffreact": {"ood_axis2": {"surface_vs_line": {"gm_ratio": 0.4, "ci": [0.3, 0.5]},
+                                                       "surface_vs_best_line": {"gm_ratio": 2.0, "ci": [1.5, 2.5]}}}}}
+    filed = verdict(ratios, n_seeds=3)
+    assert filed["surface_beats_line"] == {"two_axis/diffreact/ood_axis2/surface": 0.4}  # the oracle line is not the verdict's
+    assert not filed["line_beats_surface"] and not filed["undecided"]
+    assert verdict(ratios, n_seeds=1)["undecided"] == {"two_axis/diffreact/ood_axis2/surface": 0.4}  # one seed: a point, no interval

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import subprocess
 import sys
 
@@ -105,3 +107,62 @@ def test_inspect_reports_per_layer_norms(tmp_path, checkpoints, capsys):
     out = capsys.readouterr().out
     assert "fno_blocks.convs.0.weight" in out and "<overall>" in out
     assert (tmp_path / "r.json").read_text().startswith("[")
+
+
+def save_on_plane(folder, anchor, directions, point, overwrite=False):
+    """An expert at ``point``: the anchor plus ``Σ point[i] · (directions[i] − anchor)``, saved to ``folder``."""
+    expert = copy.deepcopy(anchor)
+    state = tensors(anchor)
+    for weight, direction in zip(point, directions):
+        state = {k: v + weight * (tensors(direction)[k] - tensors(anchor)[k]) if v.is_floating_point() or v.is_complex()
+                 else v for k, v in state.items()}
+    expert.load_state_dict(state, strict=False)
+    nm.save_model(expert, folder, overwrite=overwrite)
+    return folder
+
+
+def test_inspect_takes_k_experts_and_reports_their_fit(tmp_path, fno_trio, capsys):
+    anchor_model, first, second = fno_trio
+    nm.save_model(anchor_model, tmp_path / "anchor")
+    points = {"a": (0.0, 0.0), "b": (1.0, 0.0), "c": (0.0, 1.0), "d": (1.0, 1.0)}
+    experts = {name: save_on_plane(tmp_path / name, anchor_model, (first, second), point) for name, point in points.items()}
+    coords = [f"u={2 * u + 3},v={v - 1}" for u, v in points.values()]  # any affine units per axis
+    line = ["inspect", "--anchor", str(tmp_path / "anchor")]
+    for path, coord in zip(experts.values(), coords):
+        line += ["--expert", str(path), "--expert-coord", coord]
+    assert main([*line, "--json", str(tmp_path / "flat.json")]) == 0
+    flat = json.loads((tmp_path / "flat.json").read_text())
+    assert [row["normalized"] for row in flat["experts"]] == [[-1, -1], [1, -1], [-1, 1], [1, 1]]
+    assert flat["fit"][-1]["name"] == "<overall>" and flat["fit"][-1]["relative_total"] < 1e-5  # exactly affine
+    assert "<overall>" in capsys.readouterr().out
+    save_on_plane(experts["d"], anchor_model, (first, second), (1.0, 2.0), overwrite=True)  # d leaves the plane
+    assert main([*line, "--json", str(tmp_path / "bent.json")]) == 0
+    bent = json.loads((tmp_path / "bent.json").read_text())["fit"][-1]
+    assert bent["relative_total"] > 0.1
+    # With four experts and three affine terms, each residual is ± the same vector: equal norms.
+    assert bent["residual_norms"] == pytest.approx([bent["residual_norms"][0]] * 4)
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        ([], "give --low and --high (an endpoint pair), or two or more --expert"),
+        (["--low", "L", "--high", "H", "--quadratic"], "--expert-coord and --quadratic go with --expert"),
+        (["--expert", "A"], "--expert needs at least two experts"),
+        (["--expert", "A", "--expert", "A"], "given twice"),
+        (["--expert", "A", "--expert", "B", "--expert-coord", "1"], "one --expert-coord per --expert (2), got 1"),
+        (["--expert", "A", "--expert", "B", "--family", "diffreact"], "--family inspect(s) the two-expert line"),
+        (["--expert", "A", "--low", "L"], "either with --expert or with --low/--high"),
+    ],
+)
+def test_inspect_refuses_mixed_or_incomplete_expert_sets(extra, needle, capsys):
+    assert main(["inspect", "--anchor", "X", *extra]) == 2
+    assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option,value", [("--expert-coord", "u=1,u=2"), ("--expert-coord", "u=nan"),
+                                          ("--expert-coord", "1,2"), ("--expert-coord", "=1"),
+                                          ("--transform", "u=cube")])
+def test_inspect_refuses_malformed_coordinates(option, value, capsys):
+    assert main(["inspect", "--anchor", "X", "--expert", "A", "--expert", "B", option, value]) == 2
+    assert value in capsys.readouterr().err

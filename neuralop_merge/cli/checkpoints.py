@@ -8,6 +8,7 @@ import importlib
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -24,11 +25,16 @@ def accept_negative_numbers(parser: argparse.ArgumentParser) -> None:
     parser._negative_number_matcher = NEGATIVE_NUMBER
 
 
-def recorded_coordinate(path: str) -> float | None:
-    """The physical parameter value an expert's provenance records (``parameter.value``), or None."""
+def recorded_value(path: str) -> Any:
+    """What an expert's provenance records as its physical parameter (``parameter.value``), unchecked, or None."""
     record = recorded_provenance(path)
     parameter = record.get("parameter") if isinstance(record, Mapping) else None
-    value = parameter.get("value") if isinstance(parameter, Mapping) else None
+    return parameter.get("value") if isinstance(parameter, Mapping) else None
+
+
+def recorded_coordinate(path: str) -> float | None:
+    """The physical parameter value an expert's provenance records (``parameter.value``), or None."""
+    value = recorded_value(path)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None

@@ -1,6 +1,8 @@
 """``neuralop-merge inspect``: how an endpoint pair's update splits into Δ₊ and Δ₋,
 and, given target regimes, the error along the merge line, the coordinate law and the
-wrong-sign control (JSON, and PNGs with ``--plot DIR``)."""
+wrong-sign control (JSON, and PNGs with ``--plot DIR``). With ``--expert`` (repeated) instead
+of ``--low``/``--high``: K experts' coordinates and their merge surface's fit residuals
+(:mod:`.inspect_surface`)."""
 
 from __future__ import annotations
 
@@ -20,26 +22,37 @@ from ..prefix import MAX_GRID
 from ..strategies.base import coefficient
 from . import bounded_int
 from .checkpoints import add_model_class_option, checkpoints_as_models, endpoint_coordinates
+from .inspect_surface import parse_coordinate, parse_transform, run_surface
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "inspect",
-        help="per-layer norms of the shared and direction updates of an endpoint pair; error along the merge line",
+        help="per-layer norms of the shared and direction updates of an endpoint pair; error along the merge line; "
+             "fit residuals of K experts' merge surface",
         description=(
             "Per tensor: ||Delta+||, ||Delta-||, cos(Delta_L, Delta_H) and the share along Delta-. With target "
             "regimes (--family and --regimes, or --data), also the rollout error along the merge line per regime, "
             "the oracle alpha, the coordinate law (c(mu) vs oracle alpha, fitted line, Pearson r) and the "
-            "wrong-sign control."
+            "wrong-sign control. With two or more --expert instead of --low/--high: each expert's physical and "
+            "normalized coordinates and, per tensor, how far the experts lie from their least-squares merge surface."
         ),
     )
     parser.add_argument("--anchor", required=True, help="the anchor checkpoint")
-    parser.add_argument("--low", required=True, help="the low-endpoint expert checkpoint")
-    parser.add_argument("--high", required=True, help="the high-endpoint expert checkpoint")
+    parser.add_argument("--low", help="the low-endpoint expert checkpoint")
+    parser.add_argument("--high", help="the high-endpoint expert checkpoint")
+    parser.add_argument("--expert", action="append", default=[], metavar="PATH",
+                        help="instead of --low/--high: an expert of a merge surface (repeat, two or more); reports each "
+                             "expert's coordinates and its distance from the fitted surface")
+    parser.add_argument("--expert-coord", action="append", type=parse_coordinate, metavar="COORD",
+                        help="physical coordinate of the matching --expert: a number, or AXIS=VALUE[,AXIS=VALUE...] on "
+                             "several axes (repeat, one per --expert; default: their provenance's)")
+    parser.add_argument("--quadratic", action="store_true", help="with --expert: fit the surface with quadratic terms")
     parser.add_argument("--low-coord", type=float, help="physical parameter of the low expert (default: its provenance's)")
     parser.add_argument("--high-coord", type=float, help="physical parameter of the high expert (default: its provenance's)")
-    parser.add_argument("--transform", choices=("linear", "log"), default="linear",
-                        help="coordinate transform: log for parameters compared on a log scale (default linear)")
+    parser.add_argument("--transform", type=parse_transform, default="linear",
+                        help="coordinate transform: log for parameters compared on a log scale (default linear); with "
+                             "--expert on several axes, per axis as AXIS=log[,AXIS=linear...]")
     parser.add_argument("--family", help="simulate the target regimes with this family (e.g. diffreact)")
     parser.add_argument("--regimes", type=float, nargs="+", metavar="MU", help="target values of the family's axis")
     parser.add_argument("--n-traj", type=bounded_int(1, 10_000), default=4,
@@ -111,6 +124,16 @@ def _data_regimes(path: Path) -> dict[float, torch.Tensor]:
     return {float(mu): trajectories[params == mu] for mu in torch.unique(params).tolist()}
 
 
+def check_line_arguments(args: argparse.Namespace) -> None:
+    """The endpoint pair is complete, and no option of the ``--expert`` surface is given."""
+    if not (args.low and args.high):
+        raise StrategyError("give --low and --high (an endpoint pair), or two or more --expert")
+    if args.expert_coord or args.quadratic:
+        raise StrategyError("--expert-coord and --quadratic go with --expert")
+    if isinstance(args.transform, dict):
+        raise StrategyError("a per-axis --transform needs --expert; the --low/--high line has one axis")
+
+
 def _outputs(args: argparse.Namespace) -> list[Path]:
     """Every file this run may write."""
     outputs = [args.json] if args.json else []
@@ -120,6 +143,9 @@ def _outputs(args: argparse.Namespace) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.expert:
+        return run_surface(args)
+    check_line_arguments(args)
     # Fail before minutes of work on outputs that cannot be written; writes refuse again, atomically.
     check_output_paths(_outputs(args), overwrite=args.overwrite)
     alphas = parse_alphas(args.alphas)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +127,16 @@ class SeedTrainer:
 
     def finetune(self, anchor: ProcessedModel, data: StudyData) -> dict[str, ProcessedModel]:
         """The two endpoint experts, fine-tuned from the anchor's network."""
+        regimes = self.config.regimes
+        return self.finetune_at(anchor, {"low": (regimes.low, data.low), "high": (regimes.high, data.high)})
+
+    def finetune_at(self, anchor: ProcessedModel, parts: Mapping[str, tuple[float, TrainingSet]]) -> dict[str, ProcessedModel]:
+        """One expert per named ``(parameter value, training set)``, fine-tuned from the anchor by the experts' recipe.
+
+        Each expert's seed derives from this trainer's seed and its name, so an expert does not
+        depend on which others are trained with it.
+        """
         config, start = self.config, time.perf_counter()
-        parts = {"low": (config.regimes.low, data.low), "high": (config.regimes.high, data.high)}
         nets = finetune_endpoints(
             anchor.net, {name: (mu, self.loader(part.trajectories)) for name, (mu, part) in parts.items()},
             parameter=families.get(config.family).parameter.name,
