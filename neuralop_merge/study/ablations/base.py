@@ -201,15 +201,21 @@ def write_outputs(out: Path, name: str, output: AblationOutput, *, command: str,
     payload = {"ablation": name, "command": command, "seeds": list(seeds), **output.results}
     write_text(out / "results.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n", overwrite=True)
     figures = [draw(out / f"{figure}.png").name for figure, draw in output.figures.items()]
-    lines = [f"# Ablation: {name}", "", "Produced by:", "", "```", command, "```", "", output.markdown.rstrip(), ""]
+    lines = [f"# Ablation: {name}", "", "Produced by:", "", "```", command, "```", ""]
+    if len(seeds) == 1:
+        lines += ["One seed: the tables show means without intervals (a seed-clustered interval needs several seeds).", ""]
+    lines += [output.markdown.rstrip(), ""]
     lines += [f"![{figure}]({figure})" for figure in figures]
     write_text(out / "results.md", "\n".join(lines) + "\n", overwrite=True)
 
 
 def interval(cell: dict[str, Any], digits: int = 4) -> str:
-    """``mean [lo, hi]`` of a summary or ratio cell."""
+    """``mean [lo, hi]`` of a summary or ratio cell; the mean alone where the interval is a point (one seed)."""
     value = cell.get("mean", cell.get("gm_ratio"))
-    return f"{value:.{digits}f} [{cell['ci'][0]:.{digits}f}, {cell['ci'][1]:.{digits}f}]"
+    low, high = cell["ci"]
+    if low == high:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 __all__ = [
