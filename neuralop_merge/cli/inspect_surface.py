@@ -76,10 +76,12 @@ def surface_report(surface: Any) -> dict[str, Any]:
     """The JSON-ready report of a surface: axes, each expert's coordinates, and the fit residuals."""
     from ..diagnostics import fit_report
 
-    axes = [{"name": axis.name, "transform": str(axis.transform), "low": axis.low, "high": axis.high} for axis in surface.axes]
-    experts = [{"expert": name, "coordinate": surface.expert_coords[name], "normalized": surface.normalized_coords[index].tolist()}
-               for index, name in enumerate(surface.expert_names)]
-    return {"axes": axes, "quadratic": surface.fit.quadratic, "experts": experts, "fit": [asdict(row) for row in fit_report(surface)]}
+    axes = [{"name": axis.name, "transform": str(axis.transform), "low": axis.low, "high": axis.high}
+            for axis in surface.axes]
+    experts = [{"expert": name, "coordinate": surface.expert_coords[name],
+                "normalized": surface.normalized_coords[index].tolist()} for index, name in enumerate(surface.expert_names)]
+    fit = [asdict(row) for row in fit_report(surface)]
+    return {"axes": axes, "quadratic": surface.fit.quadratic, "experts": experts, "fit": fit}
 
 
 def print_report(report: Mapping[str, Any]) -> None:
@@ -89,7 +91,8 @@ def print_report(report: Mapping[str, Any]) -> None:
     width = max(len(row["expert"]) for row in report["experts"])
     print(f"{'expert':{width}s}  " + "  ".join(f"{name:>10s}  {'c(' + name + ')':>10s}" for name in names) + "  fit residual")
     for index, row in enumerate(report["experts"]):
-        cells = "  ".join(f"{row['coordinate'][name]:10.4g}  {row['normalized'][axis]:10.3f}" for axis, name in enumerate(names))
+        cells = "  ".join(f"{row['coordinate'][name]:10.4g}  {row['normalized'][axis]:10.3f}"
+                          for axis, name in enumerate(names))
         print(f"{row['expert']:{width}s}  {cells}  {overall['relative'][index]:12.4g}")
     kind = "quadratic" if report["quadratic"] else "affine"
     print(f"\n{kind} surface; per tensor, the share of the experts' update norm it misses (max over experts):")

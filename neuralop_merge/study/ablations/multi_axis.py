@@ -95,7 +95,7 @@ def inner_experts(settings: AblationSettings, line: SeedLine) -> dict[str, Proce
     return {name: ProcessedModel(net, line.anchor.processor) for name, net in nets.items()}
 
 
-def one_axis_surface(line: SeedLine, inner: Mapping[str, ProcessedModel], quadratic: bool) -> CCMSurface:
+def one_axis_surface(line: SeedLine, inner: Mapping[str, ProcessedModel], *, quadratic: bool) -> CCMSurface:
     """The surface through the line's endpoints and the inner experts, on the study's axis."""
     regimes = line.config.regimes
     experts = {"low": line.low, "high": line.high, **inner}
@@ -107,12 +107,14 @@ def one_axis_surface(line: SeedLine, inner: Mapping[str, ProcessedModel], quadra
 def one_axis_errors(settings: AblationSettings, line: SeedLine) -> dict[str, Any]:
     """``{split: {method: errors}}`` of one seed, and each surface's overall fit residual."""
     inner, ccm, k = inner_experts(settings, line), line.ccm(), line.config.prefix_k
-    surfaces = {"surface_affine": one_axis_surface(line, inner, False), "surface_quadratic": one_axis_surface(line, inner, True)}
+    surfaces = {"surface_affine": one_axis_surface(line, inner, quadratic=False),
+                "surface_quadratic": one_axis_surface(line, inner, quadratic=True)}
     table: dict[str, Any] = {}
     for split in SPLITS:
         regimes = line.tests(split)
         row = {"anchor": errors(line.anchor, regimes, k), "line": per_regime(lambda r: ccm.at(r.c), regimes, k)}
-        row.update({name: per_regime(lambda r, s=surface: s.from_coord(r.mu), regimes, k) for name, surface in surfaces.items()})
+        row.update({name: per_regime(lambda r, s=surface: s.from_coord(r.mu), regimes, k)
+                    for name, surface in surfaces.items()})
         table[split] = row
     table["fit_residual"] = {name: surface.fit_residuals()[-1].relative_total for name, surface in surfaces.items()}
     return table
@@ -201,7 +203,8 @@ def box_surface(line: SeedLine, experts: Mapping[str, ProcessedModel]) -> CCMSur
     axis1 = families.get(config.family).parameter.name
     axis2, regimes2 = second_axis(config.family)
     coords = {name: physical(config, point) for name, point in BOX_EXPERTS.items()}
-    return CCMSurface(line.anchor, dict(experts), coords, transform={axis1: config.regimes.transform, axis2: regimes2.transform})
+    transform = {axis1: config.regimes.transform, axis2: regimes2.transform}
+    return CCMSurface(line.anchor, dict(experts), coords, transform=transform)
 
 
 def point_errors(line: SeedLine, lines: Mapping[float, CCM], surface: CCMSurface, point: tuple[float, float],
@@ -237,7 +240,8 @@ def part_summary(seeds: Sequence[Mapping[str, Any]], methods: Sequence[str], sur
     """``({cell: {method: summary}}, {cell: {"<surface>_vs_<baseline>": ratio}})`` of one part of one family."""
     cells = [cell for cell in seeds[0] if cell != "fit_residual"]
     summaries = {cell: {m: summary([s[cell][m] for s in seeds]) for m in methods} for cell in cells}
-    ratios = {cell: {f"{surface}_vs_{baseline}": ratio_summary([s[cell][surface] for s in seeds], [s[cell][baseline] for s in seeds])
+    ratios = {cell: {f"{surface}_vs_{baseline}": ratio_summary([s[cell][surface] for s in seeds],
+                                                               [s[cell][baseline] for s in seeds])
                      for surface in surfaces for baseline in baselines} for cell in cells}
     return summaries, ratios
 
