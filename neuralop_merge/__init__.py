@@ -6,7 +6,13 @@ endpoint experts), :func:`load_model` / :func:`save_model` (safe checkpoint I/O 
 neuraloperator's layout) and :func:`rollout` (autoregressive evaluation).
 """
 
-from .ccm import CCM, PrefixResult
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
 from .errors import (
     CheckpointError,
     IncompatibleModelsError,
@@ -18,15 +24,56 @@ from .errors import (
     TrainingError,
     UnsafeCheckpointError,
 )
-from .io import load_model, save_model
-from .merging import merge
-from .registry import available_strategies, get_strategy
-from .rollout import rollout
-from .strategies.base import MergeInputs, Plan, Strategy
-from .surface import CCMSurface, SurfacePrefixResult
-from .weights import fingerprint
 
 __version__ = "0.1.0"
+
+# Everything else imports torch and neuraloperator, so it is imported on first use
+# (PEP 562): ``neuralop-merge --help`` and ``list`` then start without them.
+_LAZY = {
+    "CCM": "ccm",
+    "PrefixResult": "ccm",
+    "load_model": "io",
+    "save_model": "io",
+    "merge": "merging",
+    "available_strategies": "registry",
+    "get_strategy": "registry",
+    "rollout": "rollout",
+    "MergeInputs": "strategies.base",
+    "Plan": "strategies.base",
+    "Strategy": "strategies.base",
+    "CCMSurface": "surface",
+    "SurfacePrefixResult": "surface",
+    "fingerprint": "weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    """This package, keeping its lazy names when a submodule of the same name is imported.
+
+    Importing ``neuralop_merge.rollout`` makes Python bind the submodule to the
+    package's ``rollout`` attribute, which would hide the ``rollout`` function;
+    refusing that binding keeps what the eager imports gave.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "CCM",

@@ -11,9 +11,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
 from .errors import StrategyError
-from .strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from .strategies.base import Strategy
 
 ENTRY_POINT_GROUP = "neuralop_merge.strategies"
 
@@ -38,6 +41,9 @@ def _claims() -> dict[str, list[_Claim]]:
 
 
 def _load(name: str, claims: list[_Claim]) -> Strategy:
+    # Imported here: the base class needs torch, which listing the declared names does not.
+    from .strategies.base import Strategy
+
     if len(claims) > 1:
         owners = " and ".join(f"{c.distribution} ({c.entry_point.value})" for c in claims)
         raise StrategyError(f"strategy {name!r} is claimed by two distributions: {owners}")
@@ -48,6 +54,18 @@ def _load(name: str, claims: list[_Claim]) -> Strategy:
         raise TypeError(f"{claim.entry_point.value} is not a neuralop_merge Strategy")
     strategy.name = name
     return strategy
+
+
+def declared_strategies() -> dict[str, list[str]]:
+    """Every declared strategy name with its ``"distribution (module:attribute)"`` claims, sorted by name.
+
+    Read from the entry-point metadata alone: nothing is imported, so a plugin that
+    would fail to load is listed too (:func:`available_strategies` loads and checks).
+    """
+    return {
+        name: [f"{claim.distribution} ({claim.entry_point.value})" for claim in claims]
+        for name, claims in sorted(_claims().items())
+    }
 
 
 def available_strategies() -> list[str]:

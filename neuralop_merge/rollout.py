@@ -67,7 +67,9 @@ def rollout(
         FFT cannot run in that precision, see :func:`check_amp_supported`.
     compile : bool or str, default False
         Wrap the model in ``torch.compile``; a string is used as the compile
-        ``mode`` (``"reduce-overhead"`` enables CUDA graphs on CUDA).
+        ``mode`` (``"reduce-overhead"`` enables CUDA graphs on CUDA). On CPU it
+        slows neuraloperator's FNO down (inductor leaves the FFTs and complex
+        contractions to eager kernels; ``benchmarks/rollout_compile.py``).
     max_batch : int, optional
         Roll out at most this many samples at a time, which bounds the memory
         of intermediate activations on the compute device.

@@ -12,7 +12,8 @@ import torch
 from conftest import tensors
 
 import neuralop_merge as nm
-from neuralop_merge.cli import main
+from neuralop_merge.cli import COMMANDS, main
+from neuralop_merge.cli.demo_cmd import DEFAULT_FAMILY
 from neuralop_merge.rollout import rollout
 
 
@@ -166,3 +167,54 @@ def test_inspect_refuses_mixed_or_incomplete_expert_sets(extra, needle, capsys):
 def test_inspect_refuses_malformed_coordinates(option, value, capsys):
     assert main(["inspect", "--anchor", "X", "--expert", "A", "--expert", "B", option, value]) == 2
     assert value in capsys.readouterr().err
+
+
+HEAVY_MODULES = ("torch", "neuralop", "tensorly", "wandb")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["list"], ["bogus"], ["merge", "--alpha", "x"], ["merge", "--help"], ["inspect", "--alphas"],
+     ["finetune", "--epochs", "z"], ["merge", "fixed_alpha", "--coord", "-1e-3"]],
+)
+def test_help_list_and_argument_errors_import_neither_torch_nor_neuraloperator(args):
+    probe = (
+        "import sys\nfrom neuralop_merge.cli import main\n"
+        f"code = main({args!r})\n"
+        f"print(code, sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    code, imported = result.stdout.splitlines()[-1].split(" ", 1)
+    assert imported == "[]", result.stdout + result.stderr
+    assert int(code) == (0 if args in (["--help"], ["list"], ["merge", "--help"]) else 2), result.stderr
+
+
+def test_list_names_strategies_from_metadata_and_details_loads_them(capsys):
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "fixed_alpha        neuralop-merge (neuralop_merge.strategies.fixed_alpha:FixedAlpha)" in listed
+    assert "params:" not in listed
+    assert main(["list", "--details"]) == 0
+    assert "params: alpha" in capsys.readouterr().out
+
+
+def test_top_level_help_lists_every_command_with_its_summary():
+    result = run_cli("--help")
+    flattened = " ".join(result.stdout.split())
+    for name, (_, summary) in COMMANDS.items():
+        assert f"{name} {summary}" in flattened, name
+    assert DEFAULT_FAMILY in COMMANDS["demo"][1]
+
+
+def test_package_names_resolve_lazily_and_rollout_stays_the_function():
+    probe = (
+        "import sys\nimport neuralop_merge as nm\nprint('torch' in sys.modules)\n"
+        "from neuralop_merge.rollout import rollout\nprint(nm.rollout is rollout, callable(nm.merge), 'CCM' in dir(nm))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "True", "True", "True"], result.stderr
+
+
+def test_unknown_package_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_name"):
+        nm.no_such_name  # noqa: B018

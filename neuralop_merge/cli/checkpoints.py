@@ -8,12 +8,15 @@ import importlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StrategyError
-from ..io import load_model, recorded_provenance
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch and the checkpoint I/O are imported by the functions that read checkpoints:
+# the CLI imports this module to build its parser, which must not wait for torch.
 
 # argparse reads "-1e-3" as an option name because its own pattern for negative
 # numbers knows no exponent; this one also accepts "-1e-3", "-.5" and "-inf".
@@ -27,6 +30,8 @@ def accept_negative_numbers(parser: argparse.ArgumentParser) -> None:
 
 def recorded_value(path: str) -> Any:
     """What an expert's provenance records as its physical parameter (``parameter.value``), unchecked, or None."""
+    from ..io import recorded_provenance
+
     record = recorded_provenance(path)
     parameter = record.get("parameter") if isinstance(record, Mapping) else None
     return parameter.get("value") if isinstance(parameter, Mapping) else None
@@ -76,6 +81,8 @@ def resolve_model_class(spec: str) -> type[nn.Module]:
     StrategyError
         when ``spec`` is malformed, cannot be imported, or is not an ``nn.Module`` class
     """
+    from torch import nn
+
     module_name, separator, class_name = spec.partition(":")
     if not (separator and module_name and class_name):
         raise StrategyError(f"--model-class must be MODULE:CLASS, got {spec!r}")
@@ -92,5 +99,7 @@ def checkpoints_as_models(paths: Sequence[str | None], spec: str | None) -> list
     """``paths`` unchanged, or, with ``--model-class``, the models they hold built as that class."""
     if spec is None:
         return list(paths)
+    from ..io import load_model
+
     model_class = resolve_model_class(spec)
     return [None if path is None else load_model(path, model_class=model_class) for path in paths]

@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from . import COMMANDS
+
 # DiffReact misses its competence target even at the committed scale (examples/results/diffreact);
 # dam break meets its own, so the demo shows competent rollouts by default.
 DEFAULT_FAMILY = "dam_break"
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "demo",
-        help=f"run the CCM study on one PDE family (default: {DEFAULT_FAMILY}, quick scale, < 10 min on 2 CPU cores)",
+        help=COMMANDS["demo"][1],
         description=(
             "Simulate a PDE family, train the anchor on the middle of the parameter axis, fine-tune the low and "
             "high endpoint experts, train the anchor further for the experts' steps and a parameter-conditioned "

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch.utils.data import DataLoader, StackDataset
-
-from .. import families
-from ..atomic import check_output_paths
 from ..errors import TrainingError, first_line
-from ..io import checkpoint_files, load_model, safe_load, save_model
-from ..training import finetune_endpoints
-from ..training.seeding import derive_seed
-from . import bounded_int
+from . import COMMANDS, bounded_int
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import DataLoader
+
+# torch, neuraloperator and the families, I/O and training modules are imported by the
+# functions that use them, so that --help and argument errors return without loading them.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune",
-        help="fine-tune endpoint experts from an anchor checkpoint",
+        help=COMMANDS["finetune"][1],
         description=(
             "Fine-tune one expert per regime from an anchor, on data simulated from a family "
             "(--family) or read from torch files (--data), and save each expert with its provenance."
@@ -88,12 +88,17 @@ def parameter_values(args: argparse.Namespace) -> dict[str, float]:
 def refuse_existing_experts(out: Path, names: list[str], overwrite: bool) -> None:
     """Fail before any training, rather than after it, on a bad expert name or an expert
     that would be overwritten (saving itself is atomic and refuses again)."""
+    from ..atomic import check_output_paths
+    from ..io import checkpoint_files
+
     paths = [path for name in names for path in checkpoint_files(out, name).values()]
     check_output_paths(paths, overwrite=overwrite)
 
 
 def check_anchor_fits(anchor: torch.nn.Module, regimes: dict[str, tuple[float, DataLoader]]) -> None:
     """Run the anchor on one training sample, so that wrong channels fail before any training."""
+    import torch
+
     name, (_, loader) = next(iter(regimes.items()))
     sample = next(iter(loader))
     x, y = sample["x"][:1], sample["y"][:1]
@@ -114,6 +119,11 @@ def check_anchor_fits(anchor: torch.nn.Module, regimes: dict[str, tuple[float, D
 
 def pairs_loader(path: Path, batch_size: int, seed: int) -> DataLoader:
     """A shuffled loader of the ``{'x', 'y'}`` pairs stored in a torch file."""
+    import torch
+    from torch.utils.data import DataLoader, StackDataset
+
+    from ..io import safe_load
+
     pairs = safe_load(path)
     if not (isinstance(pairs, dict) and all(torch.is_tensor(pairs.get(key)) for key in ("x", "y"))):
         raise TrainingError(f"{path} must hold a dict with tensors 'x' and 'y'")
@@ -139,6 +149,9 @@ def family_regimes(
     args: argparse.Namespace, values: dict[str, float]
 ) -> tuple[dict[str, tuple[float, DataLoader]], dict[str, torch.Tensor]]:
     """Regimes simulated with ``--family``: training loaders and held-out trajectories."""
+    from .. import families
+    from ..training.seeding import derive_seed
+
     family = families.get(args.family)
     regimes, validation = {}, {}
     for name, value in values.items():
@@ -153,6 +166,10 @@ def family_regimes(
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import families
+    from ..io import load_model, save_model
+    from ..training import finetune_endpoints
+
     values = parameter_values(args)
     refuse_existing_experts(args.out, list(values), args.overwrite)
     if args.resume and args.checkpoint_dir is None:

@@ -10,26 +10,24 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..atomic import check_output_paths, write_text
-from ..ccm import CCM
-from ..diagnostics import PLOT_FILES, inspect_report, json_safe, save_report
 from ..errors import StrategyError
-from ..io import safe_load
-from ..prefix import MAX_GRID
-from ..strategies.base import coefficient
-from . import bounded_int
+from . import COMMANDS, bounded_int
 from .checkpoints import add_model_class_option, checkpoints_as_models, endpoint_coordinates
 from .inspect_surface import parse_coordinate, parse_transform, run_surface
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, neuraloperator and the CCM, diagnostics and I/O modules are imported by the
+# functions that use them, so that --help and argument errors return without loading them.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "inspect",
-        help="per-layer norms of the shared and direction updates of an endpoint pair; error along the merge line; "
-             "fit residuals of K experts' merge surface",
+        help=COMMANDS["inspect"][1],
         description=(
             "Per tensor: ||Delta+||, ||Delta-||, cos(Delta_L, Delta_H) and the share along Delta-. With target "
             "regimes (--family and --regimes, or --data), also the rollout error along the merge line per regime, "
@@ -80,6 +78,11 @@ def _format(value: float) -> str:
 
 def parse_alphas(spec: str) -> list[float]:
     """``START:STOP:NUM`` as NUM evenly spaced floats (2 <= NUM <= MAX_GRID)."""
+    import torch
+
+    from ..prefix import MAX_GRID
+    from ..strategies.base import coefficient
+
     try:
         start, stop, number = spec.split(":")
         count = int(number)
@@ -112,6 +115,10 @@ def load_regimes(args: argparse.Namespace) -> dict[float, torch.Tensor] | None:
 
 def _data_regimes(path: Path) -> dict[float, torch.Tensor]:
     """μ -> trajectories from a ``{'trajectories', 'params'}`` torch file, checked."""
+    import torch
+
+    from ..io import safe_load
+
     content = safe_load(path, map_location="cpu")
     if not isinstance(content, dict) or not all(torch.is_tensor(content.get(k)) for k in ("trajectories", "params")):
         raise StrategyError(f"{path}: expected a dict with tensors 'trajectories' and 'params'")
@@ -136,6 +143,8 @@ def check_line_arguments(args: argparse.Namespace) -> None:
 
 def _outputs(args: argparse.Namespace) -> list[Path]:
     """Every file this run may write."""
+    from ..diagnostics import PLOT_FILES
+
     outputs = [args.json] if args.json else []
     if args.plot:
         outputs += [args.plot / "report.json", *(args.plot / name for name in PLOT_FILES)]
@@ -146,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
     if args.expert:
         return run_surface(args)
     check_line_arguments(args)
+
+    from ..atomic import check_output_paths, write_text
+    from ..ccm import CCM
+    from ..diagnostics import inspect_report, json_safe, save_report
+
     # Fail before minutes of work on outputs that cannot be written; writes refuse again, atomically.
     check_output_paths(_outputs(args), overwrite=args.overwrite)
     alphas = parse_alphas(args.alphas)

@@ -5,21 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..atomic import check_output_paths
 from ..errors import StrategyError
-from ..io import checkpoint_files, safe_load, save_model
-from ..merging import merge
+from . import COMMANDS
 from .checkpoints import add_model_class_option, checkpoints_as_models, endpoint_coordinates
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, neuraloperator and the I/O and merging modules are imported by the functions
+# that use them, so that --help and argument errors return without loading them.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "merge",
-        help="merge an anchor and experts into one checkpoint",
+        help=COMMANDS["merge"][1],
         description="Merge checkpoints (neuraloperator folders or state-dict files) with a registered strategy.",
     )
     parser.add_argument("strategy", help="strategy name (see `neuralop-merge list`)")
@@ -62,6 +64,10 @@ def _experts(args: argparse.Namespace) -> list[str]:
 
 
 def _load_frames(path: Path) -> torch.Tensor:
+    import torch
+
+    from ..io import safe_load
+
     frames = safe_load(path)
     if isinstance(frames, dict) and "frames" in frames:
         frames = frames["frames"]
@@ -103,6 +109,10 @@ def strategy_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_output_paths
+    from ..io import checkpoint_files, save_model
+    from ..merging import merge
+
     files = checkpoint_files(args.out, args.name)
     # Fail before the merge's work; the write itself refuses again, atomically.
     check_output_paths([files["state"], files["provenance"]], overwrite=args.overwrite)
