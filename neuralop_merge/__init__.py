@@ -23,7 +23,7 @@ from .merging import merge
 from .registry import available_strategies, get_strategy
 from .rollout import rollout
 from .strategies.base import MergeInputs, Plan, Strategy
-from .surface import CCMSurface, SurfacePrefixResult
+from .surface import CCMSurface
 from .weights import fingerprint
 
 __version__ = "0.1.0"
@@ -42,7 +42,6 @@ __all__ = [
     "SimulationError",
     "Strategy",
     "StrategyError",
-    "SurfacePrefixResult",
     "TrainingError",
     "UnsafeCheckpointError",
     "available_strategies",

@@ -81,7 +81,7 @@ def test_grid_prefix_search_finds_the_exact_grid_point(fno_trio):
     ccm = nm.CCM(*fno_trio, low_coord=1.0, high_coord=2.0)
     torch.manual_seed(0)
     frames = rollout(ccm.at(0.75), torch.randn(2, 1, 16, 16), 2)
-    search = ccm.from_prefix(frames, method="grid", n_grid=9).search
+    search = ccm.from_prefix(frames, method="grid", n_grid=9)
     assert search.alpha == 0.75 and search.errors.min().item() < 1e-5
     assert search.alphas.tolist() == [-3.0, -2.25, -1.5, -0.75, 0.0, 0.75, 1.5, 2.25, 3.0]
 

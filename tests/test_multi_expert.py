@@ -15,7 +15,9 @@ import neuralop_merge as nm
 from neuralop_merge.ccm import CCM
 from neuralop_merge.errors import TrainingError
 from neuralop_merge.rollout import rollout
-from neuralop_merge.surface import CCMFit, CCMSurface, LeastSquaresFit
+from neuralop_merge.geometry import LeastSquaresFit
+from neuralop_merge.strategies.ccm_fit import CCMFit
+from neuralop_merge.surface import CCMSurface
 from neuralop_merge.weights import fingerprint
 
 
@@ -84,7 +86,7 @@ def test_one_axis_prefix_search_matches_the_line():
     line = ccm.from_prefix(frames, method="grid", n_grid=9)
     fitted = surface.from_prefix(frames, method="grid", n_grid=9)
     assert fitted.coordinate == (line.alpha,) == (0.75,)
-    assert fitted.errors.tolist() == line.search.errors.tolist()
+    assert fitted.errors.tolist() == line.errors.tolist()
 
 
 # -- exact recovery of affine and quadratic experts -----------------------------------------
