@@ -152,7 +152,10 @@ class LinearPath:
         self.origin = merged_tensors(strategy, inputs, self.plans[0])
         end = merged_tensors(strategy, inputs, self.plans[1])
         self.direction = {key: end[key] - value for key, value in self.origin.items()}
-        self._targets = _aliased_state(self.search.load(self.origin), self.origin)
+        # A fresh model takes its tensors without copying them: give it copies, so that
+        # writing a candidate into the model leaves the origin intact.
+        model = self.search.load({key: value.clone() for key, value in self.origin.items()})
+        self._targets = _aliased_state(model, self.origin)
 
 
 def _aliased_state(model: nn.Module, merged: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -14,8 +14,8 @@ from torch import nn
 import neuralop_merge as nm
 from neuralop_merge.ccm import CCM
 from neuralop_merge.errors import TrainingError
-from neuralop_merge.rollout import rollout
 from neuralop_merge.geometry import LeastSquaresFit
+from neuralop_merge.rollout import rollout
 from neuralop_merge.strategies.ccm_fit import CCMFit
 from neuralop_merge.surface import CCMSurface
 from neuralop_merge.weights import fingerprint
@@ -275,3 +275,28 @@ def test_ccm_fit_strategy_through_merge_matches_the_surface():
     expected = tensors(surface.from_coord(6.0))
     assert_model_close(merged, expected, rtol=1e-6, atol=1e-6)
     assert math.isclose(sum(merged.provenance["coefficients"]["experts"]), 1.0)
+
+
+def test_surface_calibration_maps_each_axis_and_is_used_by_from_coord():
+    anchor, experts, truth, physical = two_axis_experts()
+    surface = CCMSurface(anchor, experts, physical, transform={"Du": "log"})
+    # Best coordinates c' = (c_Du + 0.5, 2·c_k): an exact affine map per axis.
+    bank = []
+    for mu in ({"Du": 1e-3, "k": 0.0}, {"Du": 4e-3, "k": 0.01}, {"Du": 2e-3, "k": 0.005}):
+        c = surface.coordinate(mu)
+        bank.append((mu, [c[0] + 0.5, 2 * c[1]]))
+    maps = surface.calibrate(bank)
+    assert [(m.slope, m.intercept) for m in maps] == [pytest.approx((1.0, 0.5)), pytest.approx((2.0, 0.0))]
+    target = {"Du": 8e-3, "k": 0.0025}
+    expected = surface.coordinate(target) * np.array([1.0, 2.0]) + np.array([0.5, 0.0])
+    np.testing.assert_allclose(surface.calibrated_coordinate(target), expected, atol=1e-12)
+    model = surface.from_coord(target)
+    assert model.provenance["calibrated"] is True
+    assert_model_close(model, truth(expected.tolist()), rtol=1e-5, atol=1e-5)
+
+
+def test_surface_calibration_needs_two_distinct_coordinates_per_axis():
+    anchor, experts, _, physical = two_axis_experts()
+    surface = CCMSurface(anchor, experts, physical, transform={"Du": "log"})
+    with pytest.raises(nm.StrategyError, match="two distinct"):
+        surface.calibrate([({"Du": 1e-3, "k": 0.0}, [0.0, 0.0]), ({"Du": 4e-3, "k": 0.0}, [1.0, 0.0])])
