@@ -9,6 +9,7 @@ neuraloperator's layout) and :func:`rollout` (autoregressive evaluation).
 from .ccm import CCM, PrefixResult
 from .errors import (
     CheckpointError,
+    EvaluationError,
     IncompatibleModelsError,
     NeuralopMergeError,
     NonFiniteError,
@@ -20,7 +21,7 @@ from .errors import (
 )
 from .io import load_model, save_model
 from .merging import merge
-from .registry import available_strategies, get_strategy
+from .registry import available_strategies, get_strategy, refresh as refresh_strategies
 from .rollout import rollout
 from .strategies.base import MergeInputs, Plan, Strategy
 from .surface import CCMSurface
@@ -32,6 +33,7 @@ __all__ = [
     "CCM",
     "CCMSurface",
     "CheckpointError",
+    "EvaluationError",
     "IncompatibleModelsError",
     "MergeInputs",
     "NeuralopMergeError",
@@ -49,6 +51,7 @@ __all__ = [
     "get_strategy",
     "load_model",
     "merge",
+    "refresh_strategies",
     "rollout",
     "save_model",
 ]
