@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -256,7 +257,9 @@ def study_family_case(name: str, quick: bool) -> tuple[CCM, list[Tensor]]:
     from neuralop_merge import families
     from neuralop_merge.study.config import AXES
 
-    family, axis = families.get(name), AXES[name]
+    family = families.get(name)
+    # The study's axis on the family's own coordinate transform (log for viscosities).
+    axis = dataclasses.replace(AXES[name], transform=family.parameter.transform)
     steps = 60 if quick else 150
 
     def pairs(coords: tuple[float, ...], seed: int) -> dict[str, Tensor]:

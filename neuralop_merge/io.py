@@ -31,7 +31,7 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from .allowlist import EXTRA_SAFE_GLOBALS
-from .architecture import architecture_record, holds_submodels, rebuild_arguments, uqno_arguments
+from .architecture import architecture_record, holds_submodels, init_arguments, rebuild_arguments, uqno_arguments
 from .atomic import check_output_paths, staged_writes
 from .errors import CheckpointError, NeuralopMergeError, UnsafeCheckpointError, first_line
 from .provenance import file_sha256, jsonable, package_versions, read_provenance
@@ -128,7 +128,7 @@ def safe_load(
         ) from None
 
 
-def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | None]:
+def locate(path: Path, name: str | None = None) -> tuple[Path, Path | None, Path | None]:
     """(state file, metadata file or None, provenance file or None) for ``path``.
 
     ``path`` is a folder (holding one checkpoint, or ``name``), a state file, or the
@@ -165,7 +165,7 @@ def recorded_provenance(path: str | os.PathLike, name: str | None = None) -> Any
     CheckpointError
         when there is no checkpoint at ``path``, or its provenance is not JSON
     """
-    state_file, _, provenance_file = _locate(Path(path), name)
+    state_file, _, provenance_file = locate(Path(path), name)
     if not state_file.is_file():
         raise CheckpointError(f"checkpoint file not found: {state_file}")
     return None if provenance_file is None else read_provenance(provenance_file)
@@ -219,7 +219,7 @@ def load_model(
     """
     if name is not None:
         check_name(name)
-    state_file, metadata_file, provenance_file = _locate(Path(path), name)
+    state_file, metadata_file, provenance_file = locate(Path(path), name)
     provenance = read_provenance(provenance_file) if provenance_file is not None else None
     if provenance is not None:
         _verify_files(provenance, state_file, metadata_file, provenance_file)
@@ -329,8 +329,8 @@ def _from_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.T
     model_class = BaseModel._models.get(model_name)
     if model_class is None:
         raise CheckpointError(f"{source} is a {init_kwargs['_name']!r} model, which neuraloperator does not define")
-    kwargs = {k: v for k, v in init_kwargs.items() if k not in ("_version", "_name", "args")}
-    return instantiate(model_class, tuple(init_kwargs.get("args", ())), kwargs, tensors)
+    args, kwargs = init_arguments(init_kwargs)
+    return instantiate(model_class, args, kwargs, tensors)
 
 
 def _check_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.Tensor], source: Path) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 from .checks import check_compatible, check_dense, check_finite
 from .combination import SearchModel, merged_tensors
 from .errors import StrategyError
-from .io import load_model
+from .io import load_model, locate
 from .provenance import file_sha256, jsonable, package_versions
 from .registry import get_strategy
 from .strategies.base import MergeInputs, Plan, Strategy
@@ -161,16 +161,9 @@ def describe_input(view: ModelWeights, role: str) -> dict[str, Any]:
     }
     if view.path is not None:
         record["file"] = str(view.path)
-        state_file = _state_file(view.path)
+        state_file = locate(view.path)[0]
         record["file_sha256"] = file_sha256(state_file) if state_file.is_file() else None
     return record
-
-
-def _state_file(path: Path) -> Path:
-    if path.is_dir():
-        candidates = sorted(path.glob("*_state_dict.pt"))
-        return candidates[0] if len(candidates) == 1 else path
-    return path
 
 
 def merge_provenance(

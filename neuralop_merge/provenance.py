@@ -17,6 +17,7 @@ import torch
 
 from .errors import CheckpointError
 from .safety import check_structure
+from .weights import tensor_sha256
 
 _PACKAGES = ("neuralop-merge", "neuraloperator", "torch", "tensorly", "tensorly-torch")
 
@@ -67,9 +68,7 @@ def jsonable(value: Any) -> Any:
     if torch.is_tensor(value):
         if value.numel() == 1:
             return jsonable(value.item())
-        data = value.detach().to("cpu").contiguous()
-        digest = hashlib.sha256(memoryview(data.reshape(-1).view(torch.uint8).numpy())).hexdigest()
-        return {"tensor": list(data.shape), "dtype": str(data.dtype), "sha256": digest}
+        return {"tensor": list(value.shape), "dtype": str(value.dtype), "sha256": tensor_sha256(value)}
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, complex):
