@@ -16,6 +16,7 @@ from torch import nn
 
 from .coordinates import Transform, normalized_coordinate, transformed
 from .errors import StrategyError
+from .provenance import Provenance
 
 #: One expert's (or target's) physical coordinate: a value of the single axis, or axis -> value.
 PhysicalCoordinate = Union[float, Mapping[str, float]]
@@ -46,11 +47,10 @@ def expert_coordinate(name: str, model: nn.Module, coords: Mapping[str, Physical
         if name not in coords:
             raise StrategyError(f"coords has no entry for expert {name!r}")
         return as_axis_values(coords[name], DEFAULT_AXIS, f"coords[{name!r}]")
-    try:
-        parameter = model.provenance["parameter"]
-        return as_axis_values(parameter["value"], str(parameter["name"]), f"expert {name!r}")
-    except (AttributeError, KeyError, TypeError):
-        raise StrategyError(f"expert {name!r} records no physical parameter in its provenance; pass coords=") from None
+    parameter = Provenance.of(model).parameter or {}
+    if "name" not in parameter or "value" not in parameter:
+        raise StrategyError(f"expert {name!r} records no physical parameter in its provenance; pass coords=")
+    return as_axis_values(parameter["value"], str(parameter["name"]), f"expert {name!r}")
 
 
 def as_axis_values(value: PhysicalCoordinate, default_axis: str, label: str) -> dict[str, float]:

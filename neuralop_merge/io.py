@@ -14,6 +14,7 @@ checkpoint whose files come from different writes is refused when loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -34,7 +35,7 @@ from .allowlist import EXTRA_SAFE_GLOBALS
 from .architecture import architecture_record, holds_submodels, init_arguments, rebuild_arguments, uqno_arguments
 from .atomic import check_output_paths, staged_writes
 from .errors import CheckpointError, NeuralopMergeError, UnsafeCheckpointError, first_line
-from .provenance import file_sha256, jsonable, package_versions, read_provenance
+from .provenance import Provenance, file_sha256, jsonable, package_versions, read_provenance
 from .safety import (
     allowed_globals,
     check_archive,
@@ -168,7 +169,7 @@ def recorded_provenance(path: str | os.PathLike, name: str | None = None) -> Any
     state_file, _, provenance_file = locate(Path(path), name)
     if not state_file.is_file():
         raise CheckpointError(f"checkpoint file not found: {state_file}")
-    return None if provenance_file is None else read_provenance(provenance_file)
+    return None if provenance_file is None else read_provenance(provenance_file).to_dict()
 
 
 def load_model(
@@ -228,15 +229,15 @@ def load_model(
     source = _Source(state, metadata_file, options, provenance, state_file, model_class)
     model = _build(tensors, template, source)
     if provenance is not None:
-        model.provenance = provenance
+        model.provenance = provenance.to_dict()
     return model
 
 
 def _verify_files(
-    provenance: Mapping[str, Any], state_file: Path, metadata_file: Path | None, provenance_file: Path
+    provenance: Provenance, state_file: Path, metadata_file: Path | None, provenance_file: Path
 ) -> None:
     """Refuse state or metadata files whose sha256 is not the one the provenance records."""
-    recorded = provenance.get("checkpoint", {})
+    recorded = provenance.checkpoint or {}
     for key, file in (("state_sha256", state_file), ("metadata_sha256", metadata_file)):
         if key not in recorded:
             continue
@@ -276,7 +277,7 @@ class _Source:
     state: Mapping[str, Any]
     metadata_file: Path | None
     options: Mapping[str, Any]
-    provenance: Any
+    provenance: Provenance | None
     state_file: Path
     model_class: type[nn.Module] | None
 
@@ -302,8 +303,8 @@ def _rebuilt(tensors: dict[str, torch.Tensor], source: _Source) -> nn.Module:
     (:func:`~neuralop_merge.architecture.uqno_arguments`). Any other unsafe metadata
     file is refused.
     """
-    provenance, state = source.provenance, source.state
-    record = provenance.get("architecture") if isinstance(provenance, Mapping) else None
+    record = source.provenance.architecture if source.provenance is not None else None
+    state = source.state
     try:
         metadata_file = source.metadata_file
         init_kwargs = safe_load(metadata_file, **source.options) if metadata_file is not None else state.get(METADATA_KEY)
@@ -431,10 +432,9 @@ def save_model(
     metadata = getattr(model, "_init_kwargs", None)
     metadata_files = [files["metadata"]] if metadata is not None else []
     check_output_paths([files["state"], *metadata_files, files["provenance"]], overwrite=overwrite)
-    record = jsonable({**getattr(model, "provenance", {}), **(provenance or {})})
-    record["versions"] = package_versions()
-    record["architecture"] = architecture_record(model, init_kwargs)
-    if init_kwargs is not None and record["architecture"] is None:
+    given = Provenance.from_dict(jsonable({**getattr(model, "provenance", {}), **(provenance or {})}), name)
+    record = dataclasses.replace(given, versions=package_versions(), architecture=architecture_record(model, init_kwargs))
+    if init_kwargs is not None and record.architecture is None:
         warnings.warn(f"init_kwargs do not rebuild this {type(model).__name__}; {name} needs template= to load")
     with staged_writes(overwrite=overwrite) as staging:
         state = staging.add(files["state"], lambda handle: torch.save(model.state_dict(), handle))
@@ -442,6 +442,6 @@ def save_model(
         if metadata is not None:
             written = staging.add(files["metadata"], lambda handle: torch.save(metadata, handle))
             hashes["metadata_sha256"] = file_sha256(written)
-        record["checkpoint"] = hashes
-        staging.add(files["provenance"], lambda handle: handle.write(json.dumps(record, indent=2).encode()))
+        text = json.dumps(dataclasses.replace(record, checkpoint=hashes).to_dict(), indent=2)
+        staging.add(files["provenance"], lambda handle: handle.write(text.encode()))
     return files["state"]

@@ -15,7 +15,7 @@ from .checks import check_compatible, check_dense, check_finite
 from .combination import SearchModel, merged_tensors
 from .errors import StrategyError
 from .io import load_model, locate
-from .provenance import file_sha256, jsonable, package_versions
+from .provenance import Provenance, file_sha256, jsonable, package_versions
 from .registry import get_strategy
 from .strategies.base import MergeInputs, Plan, Strategy
 from .weights import ModelWeights, build_model, fingerprint, weights_of
@@ -169,22 +169,23 @@ def describe_input(view: ModelWeights, role: str) -> dict[str, Any]:
 def merge_provenance(
     strategy: Strategy, inputs: MergeInputs, plan: Plan, params: dict[str, Any], refit_errors: dict[str, float]
 ) -> dict[str, Any]:
-    """The provenance record of a merge result (JSON-serialisable)."""
+    """The provenance record of a merge result, in the JSON form of :class:`~neuralop_merge.provenance.Provenance`."""
     roles = [(inputs.anchor, "anchor")] if inputs.anchor is not None else []
     roles += [(expert, f"expert[{i}]") for i, expert in enumerate(inputs.experts)]
     # Hashing is most of a first merge's cost; hashlib releases the GIL on large
     # buffers, so the inputs are hashed in parallel.
     with ThreadPoolExecutor() as pool:
         described = list(pool.map(lambda role: describe_input(*role), roles))
+    # The plan's facts first: a fact named like a key the merge itself records cannot replace it.
     record = {
+        **jsonable(plan.info),
         "kind": "merge",
         "strategy": strategy.name,
         "params": jsonable(params),
         "coefficients": {"anchor": plan.anchor_coefficient, "experts": list(plan.expert_coefficients)},
-        **jsonable(plan.info),
         "inputs": described,
         "versions": package_versions(),
     }
     if refit_errors:
         record["refactorization_error"] = refit_errors
-    return record
+    return Provenance.from_dict(record, f"of the {strategy.name} merge").to_dict()
