@@ -14,7 +14,6 @@ checkpoint whose files come from different writes is refused when loaded.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pickle
@@ -433,7 +432,7 @@ def save_model(
     metadata_files = [files["metadata"]] if metadata is not None else []
     check_output_paths([files["state"], *metadata_files, files["provenance"]], overwrite=overwrite)
     given = Provenance.from_dict(jsonable({**getattr(model, "provenance", {}), **(provenance or {})}), name)
-    record = dataclasses.replace(given, versions=package_versions(), architecture=architecture_record(model, init_kwargs))
+    record = given.with_keys(versions=package_versions(), architecture=architecture_record(model, init_kwargs))
     if init_kwargs is not None and record.architecture is None:
         warnings.warn(f"init_kwargs do not rebuild this {type(model).__name__}; {name} needs template= to load")
     with staged_writes(overwrite=overwrite) as staging:
@@ -442,6 +441,6 @@ def save_model(
         if metadata is not None:
             written = staging.add(files["metadata"], lambda handle: torch.save(metadata, handle))
             hashes["metadata_sha256"] = file_sha256(written)
-        text = json.dumps(dataclasses.replace(record, checkpoint=hashes).to_dict(), indent=2)
+        text = json.dumps(record.with_keys(checkpoint=hashes).to_dict(), indent=2)
         staging.add(files["provenance"], lambda handle: handle.write(text.encode()))
     return files["state"]

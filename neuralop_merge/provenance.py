@@ -9,7 +9,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -101,8 +101,10 @@ class Provenance:
     Every key is optional; the keys neuralop-merge writes itself have the types below,
     and any other key (a merge plan's facts such as ``coordinate`` or ``curve``, a
     training run's ``losses`` and ``steps``, the user's own keys) is kept in
-    :attr:`extra` as it is. A field that is None is absent from the JSON: for
-    ``trainable``, absent and ``null`` both mean that every parameter was trained.
+    :attr:`extra` as it is. A field that is None is absent from the JSON, unless the
+    record was read with that key ``null`` or :meth:`with_keys` set it to None
+    (``"trainable": null``, every parameter trained; ``"architecture": null``, none
+    recordable): those stay ``null``.
 
     Attributes
     ----------
@@ -133,6 +135,8 @@ class Provenance:
         ``state_sha256`` and ``metadata_sha256`` of the files written with this record
     extra : dict
         every other key
+    nulls : frozenset of str
+        the known keys that are ``null`` (rather than absent) in the JSON
 
     Examples
     --------
@@ -156,6 +160,7 @@ class Provenance:
     architecture: dict[str, Any] | None = _known(dict)
     checkpoint: dict[str, str | None] | None = _known(dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    nulls: frozenset[str] = field(default=frozenset(), repr=False)
 
     @classmethod
     def from_dict(cls, record: Any, source: Path | str = "<provenance>") -> Provenance:
@@ -169,13 +174,16 @@ class Provenance:
         """
         if not isinstance(record, dict):
             raise CheckpointError(f"provenance {source} must be a JSON object, got {type(record).__name__}")
-        known = {f.name: f for f in fields(cls) if f.name != "extra"}
+        known = {f.name: f for f in fields(cls) if "json" in f.metadata}
         for name, spec in known.items():
             value, types = record.get(name), spec.metadata["json"]
             if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
                 expected = " or ".join(t.__name__ for t in types)
                 raise CheckpointError(f"provenance {source}: {name!r} must be {expected}, got {type(value).__name__}")
-        typed = cls(**{name: record.get(name) for name in known}, extra={k: v for k, v in record.items() if k not in known})
+        typed = cls(
+            **{name: record.get(name) for name in known}, extra={k: v for k, v in record.items() if k not in known},
+            nulls=frozenset(name for name in known if name in record and record[name] is None),
+        )
         typed._check_contents(source)
         return typed
 
@@ -184,10 +192,15 @@ class Provenance:
         """The typed record of ``model.provenance`` (empty for a model without one)."""
         return cls.from_dict(getattr(model, "provenance", None) or {}, f"of {type(model).__name__}")
 
+    def with_keys(self, **values: Any) -> Provenance:
+        """A copy with the known keys ``values`` set; one set to None is written as ``null``."""
+        nulls = (self.nulls - set(values)) | {name for name, value in values.items() if value is None}
+        return replace(self, **values, nulls=frozenset(nulls))
+
     def to_dict(self) -> dict[str, Any]:
-        """The flat JSON object: the fields that are set, then :attr:`extra`."""
-        known = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        return {**{k: v for k, v in known.items() if v is not None}, **self.extra}
+        """The flat JSON object: the fields that are set (or null), then :attr:`extra`."""
+        known = {f.name: getattr(self, f.name) for f in fields(self) if "json" in f.metadata}
+        return {**{k: v for k, v in known.items() if v is not None or k in self.nulls}, **self.extra}
 
     def _check_contents(self, source: Path | str) -> None:
         if self.trainable is not None and (not self.trainable or not all(isinstance(n, str) and n for n in self.trainable)):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tensors, tiny_fno
+from conftest import conv_experts, tensors, tiny_fno
 from torch import nn
 
 import neuralop_merge as nm
@@ -162,34 +162,6 @@ def test_two_axis_from_coord_with_per_axis_transforms():
     assert model.provenance["mu"] == target and model.provenance["strategy"] == "ccm_fit"
     np.testing.assert_allclose(surface.coordinate([8e-3, 0.005]), [2.0, -0.5], atol=1e-12)
     assert surface.fit_residuals()[-1].relative_total < 1e-5
-
-
-class TinyConv(nn.Module):
-    """A one-step model cheap enough for the many rollouts of a prefix search."""
-
-    def __init__(self, seed: int, scale: float = 1.0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")
-        with torch.no_grad():
-            self.conv.weight.mul_(0.3 * scale)
-            self.conv.bias.mul_(0.3 * scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x)
-
-
-def conv_experts(n: int) -> tuple[TinyConv, dict[str, TinyConv]]:
-    """An anchor and n experts near it, as fine-tuning leaves them."""
-    anchor = TinyConv(0)
-    experts = {}
-    for i in range(n):
-        expert = copy.deepcopy(anchor)
-        with torch.no_grad():
-            for parameter, offset in zip(expert.parameters(), TinyConv(i + 1, scale=0.5).parameters()):
-                parameter.add_(offset)
-        experts[f"e{i}"] = expert
-    return anchor, experts
 
 
 def test_prefix_search_over_two_axes_recovers_a_known_coordinate():
