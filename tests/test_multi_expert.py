@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import conv_experts, tensors, tiny_fno
-from torch import nn
 
 import neuralop_merge as nm
 from neuralop_merge.ccm import CCM
