@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import (
     CheckpointError,
+    EvaluationError,
     IncompatibleModelsError,
     NeuralopMergeError,
     NonFiniteError,
@@ -42,15 +43,16 @@ _LAZY = {
     "Plan": "strategies.base",
     "Strategy": "strategies.base",
     "CCMSurface": "surface",
-    "SurfacePrefixResult": "surface",
     "fingerprint": "weights",
+    "refresh_strategies": "registry:refresh",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    module, _, attribute = _LAZY[name].partition(":")
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute or name)
     globals()[name] = value  # later look-ups skip this function
     return value
 
@@ -79,6 +81,7 @@ __all__ = [
     "CCM",
     "CCMSurface",
     "CheckpointError",
+    "EvaluationError",
     "IncompatibleModelsError",
     "MergeInputs",
     "NeuralopMergeError",
@@ -89,7 +92,6 @@ __all__ = [
     "SimulationError",
     "Strategy",
     "StrategyError",
-    "SurfacePrefixResult",
     "TrainingError",
     "UnsafeCheckpointError",
     "available_strategies",
@@ -97,6 +99,7 @@ __all__ = [
     "get_strategy",
     "load_model",
     "merge",
+    "refresh_strategies",
     "rollout",
     "save_model",
 ]

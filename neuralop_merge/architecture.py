@@ -37,6 +37,16 @@ BOOKKEEPING_KWARGS = frozenset({"_version", "_name", "args"})
 _PLAIN = (type(None), bool, int, float, str)
 
 
+def init_arguments(init_kwargs: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments a neuraloperator ``_init_kwargs`` record stands for.
+
+    neuraloperator keeps the positional arguments under ``"args"`` and adds the
+    bookkeeping keys of :data:`BOOKKEEPING_KWARGS`, which the class does not take.
+    """
+    kwargs = {key: value for key, value in init_kwargs.items() if key not in BOOKKEEPING_KWARGS}
+    return tuple(init_kwargs.get("args", ())), kwargs
+
+
 class UnrecordableError(ValueError):
     """An init argument that has no JSON form (an arbitrary object or function)."""
 
@@ -63,8 +73,7 @@ def _record(model: nn.Module, given_kwargs: Mapping[str, Any] | None = None) -> 
             raise UnrecordableError(f"init_kwargs do not rebuild this {type(model).__name__}")
         args, kwargs = (), dict(given_kwargs)
     elif isinstance(init_kwargs, Mapping) and "_name" in init_kwargs:
-        args = tuple(init_kwargs.get("args", ()))
-        kwargs = {k: v for k, v in init_kwargs.items() if k not in BOOKKEEPING_KWARGS}
+        args, kwargs = init_arguments(init_kwargs)
     else:
         args, kwargs = (), _introspected_kwargs(model)
     return {
@@ -169,8 +178,8 @@ def uqno_arguments(state: Mapping[str, Any]) -> tuple[type[nn.Module], tuple[Any
     base_class = BaseModel._models.get(str(base_kwargs.get("_name")).lower())
     if base_class is None:
         return None
-    kwargs = {k: v for k, v in base_kwargs.items() if k not in BOOKKEEPING_KWARGS}
-    return UQNO, (), {"base_model": base_class(*base_kwargs.get("args", ()), **kwargs)}
+    args, kwargs = init_arguments(base_kwargs)
+    return UQNO, (), {"base_model": base_class(*args, **kwargs)}
 
 
 def trusted_classes() -> dict[str, type[nn.Module]]:

@@ -4,41 +4,40 @@
 ΔL = θL − θ₀, ΔH = θH − θ₀, the shared adaptation Δ₊ = (ΔL + ΔH)/2 and the signed
 physical direction Δ₋ = (ΔH − ΔL)/2. The merge line is θ(α) = θ₀ + Δ₊ + α·Δ₋; CCM
 reads α from metadata (:meth:`CCM.from_coord`, optionally through a calibrated map)
-or from an observed rollout prefix (:meth:`CCM.from_prefix`). More than two experts,
-or experts on several physical axes, give the fitted merge surface of
-:mod:`neuralop_merge.surface` (:meth:`CCM.from_experts` picks).
+or from an observed rollout prefix (:meth:`CCM.from_prefix`).
+
+:class:`CCM` is the K = 2, d = 1 case of the merge surface
+(:class:`~neuralop_merge.surface.CCMSurface`), with the experts at c = ∓1 and α the
+coordinate; what it adds is the line's vocabulary (α, β, Δ₊, Δ₋) and the strategy each
+door records: ``fixed_alpha`` / ``ccm_plane`` for :meth:`CCM.at`, ``ccm_coord`` for
+:meth:`CCM.from_coord` and ``ccm_prefix`` for :meth:`CCM.from_prefix`, with the same
+plans as :func:`neuralop_merge.merge` under those names. More than two experts, or
+experts on several physical axes, give the surface itself (:meth:`CCM.from_experts` picks).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .coordinates import AffineMap, Transform, check_endpoints, normalized_coordinate, transformed
+from .axes import PhysicalCoordinate, expert_coordinate
+from .coordinates import AffineMap, Transform, check_endpoints, transformed
 from .errors import StrategyError
-from .merging import ModelLike, ReusedModel, prepare_inputs, realize
-from .prefix import PrefixSearch, select_alpha
-from .strategies.base import Plan
+from .geometry import LINE, line_plan
+from .merging import ModelLike, prepare_inputs
+from .strategies.base import Plan, Strategy
+from .strategies.ccm_coord import CCMCoord, coord_plan
 from .strategies.ccm_plane import CCMPlane
-from .strategies.fixed_alpha import FixedAlpha, line_plan
-from .surface import CCMSurface, PhysicalCoordinate, expert_coordinate
+from .strategies.ccm_prefix import CCMPrefix
+from .strategies.fixed_alpha import FixedAlpha
+from .surface import CCMSurface, NormalizedCoordinate, PrefixResult
 
 
-@dataclass(frozen=True)
-class PrefixResult:
-    """What :meth:`CCM.from_prefix` returns: the deployed model, its α and the score curve."""
-
-    model: nn.Module
-    alpha: float
-    search: PrefixSearch
-
-
-class CCM:
+class CCM(CCMSurface):
     """The CCM merge line of an anchor and two endpoint experts.
 
     Parameters
@@ -70,13 +69,16 @@ class CCM:
         output: str = "dense",
     ) -> None:
         check_endpoints(low_coord, high_coord, transform)
-        self.inputs = prepare_inputs(anchor, [low, high])
+        super().__init__(
+            anchor, {"low": low, "high": high}, {"low": low_coord, "high": high_coord}, transform=transform,
+            output=output,
+        )
         self.low_coord = float(low_coord)
         self.high_coord = float(high_coord)
         self.transform = transform
-        self.output = output
-        self.calibration: AffineMap | None = None
-        self._strategy = FixedAlpha()
+        # c(μL) = −1 and c(μH) = +1 by definition; the rounding of c(μH) through the
+        # transform must not move the line off its exact (β ∓ α)/2 coefficients.
+        self.fit = LINE
 
     @classmethod
     def from_experts(
@@ -155,10 +157,16 @@ class CCM:
         }
 
     # -- points on the line -------------------------------------------------------------
-    def plan(self, alpha: float, info: Mapping[str, Any] | None = None, *, beta: float = 1.0) -> Plan:
+    def plan(self, alpha: NormalizedCoordinate, info: Mapping[str, Any] | None = None, *, beta: float = 1.0) -> Plan:
         """The affine coefficients of (θ₀, θL, θH) at α (and β, off the line)."""
         coords = {"low_coord": self.low_coord, "high_coord": self.high_coord, **(info or {})}
-        return line_plan(float(alpha), coords, beta=float(beta))
+        return line_plan(float(self._normalized(alpha)[0]), coords, beta=float(beta))
+
+    def strategy(self, door: str, *, beta: float = 1.0) -> Strategy:
+        """The strategy of ``door`` ("at", "coord", "prefix"), as :func:`neuralop_merge.merge` names it."""
+        if door == "at":
+            return FixedAlpha() if beta == 1.0 else CCMPlane()
+        return CCMCoord() if door == "coord" else CCMPrefix()
 
     def at(self, alpha: float, *, beta: float = 1.0) -> nn.Module:
         """θ(α, β) = θ₀ + β·Δ₊ + α·Δ₋ as a new model.
@@ -166,34 +174,34 @@ class CCM:
         On the merge line (β = 1, the default) α = −1 is θL, +1 is θH and 0 the average;
         β = 0, α = 0 is the anchor (the ``ccm_plane`` strategy).
         """
-        if beta == 1.0:
-            return self._model(self.plan(alpha), {"alpha": float(alpha)})
-        plan = self.plan(alpha, beta=beta)
-        return realize(CCMPlane(), self.inputs, plan, {"alpha": float(alpha), "beta": float(beta)}, output=self.output)
-
-    def _model(self, plan: Plan, params: dict[str, Any]) -> nn.Module:
-        return realize(self._strategy, self.inputs, plan, params, output=self.output)
+        params = {"alpha": float(alpha)} if beta == 1.0 else {"alpha": float(alpha), "beta": float(beta)}
+        return self.realize(self.strategy("at", beta=beta), self.plan(alpha, beta=beta), params)
 
     # -- CCM-Coord -----------------------------------------------------------------------
     def coordinate(self, mu: float) -> float:
         """c(μ): −1 at μL, +1 at μH, affine in the transformed parameter."""
-        return normalized_coordinate(mu, self.low_coord, self.high_coord, self.transform)
+        return float(self._box_coordinate(mu)[0])
+
+    @property
+    def calibration(self) -> AffineMap | None:
+        """The calibrated map g of α = g(c(μ)), once :meth:`calibrate` ran."""
+        return None if self.maps is None else self.maps[0]
 
     def alpha_for(self, mu: float) -> float:
         """α = g(c(μ)); g is the calibrated map once :meth:`calibrate` ran, else the identity."""
-        mapping = self.calibration or AffineMap()
-        return mapping(self.coordinate(mu))
+        return float(self.calibrated_coordinate(mu)[0])
 
     def from_coord(self, mu: float) -> nn.Module:
-        """The merged model for a target regime μ, with α read from its coordinate."""
-        alpha = self.alpha_for(mu)
-        info = {"mu": float(mu), "coordinate": self.coordinate(mu), "calibrated": self.calibration is not None}
-        return self._model(self.plan(alpha, info), {"mu": float(mu)})
+        """The merged model for a target regime μ, with α read from its (calibrated) coordinate."""
+        bank = None if self.calibration_bank is None else [(m["mu"], best[0]) for m, best in self.calibration_bank]
+        params = {"mu": float(mu), "low_coord": self.low_coord, "high_coord": self.high_coord, "transform": self.transform}
+        if bank is not None:
+            params["calibration"] = [list(pair) for pair in bank]
+        return self.realize(self.strategy("coord"), coord_plan(float(mu), self.low_coord, self.high_coord, self.transform, bank), params)
 
     def calibrate(self, bank: Iterable[tuple[float, float]]) -> AffineMap:
         """Fit g(c) = a·c + b on a bank of (μ, best α) pairs; later :meth:`from_coord` uses it."""
-        self.calibration = AffineMap.fit((self.coordinate(mu), alpha) for mu, alpha in bank)
-        return self.calibration
+        return super().calibrate(bank)[0]
 
     # -- CCM-Prefix ----------------------------------------------------------------------
     def from_prefix(
@@ -204,6 +212,7 @@ class CCM:
         method: str = "fast",
         n_grid: int = 41,
         history: int = 1,
+        max_batch: int | None = None,
         data_processor: nn.Module | None = None,
     ) -> PrefixResult:
         """Pick α from the first frames of the target trajectory and deploy θ(α).
@@ -211,28 +220,38 @@ class CCM:
         Parameters
         ----------
         frames : torch.Tensor
-            ``[B, k+1, C, ...]``: frame 0 is the rollout's start, frames 1..k are scored
+            ``[B, k + history, C, ...]``: the first ``history`` frames start the rollout,
+            the next k are scored
         alpha_range : (float, float)
             the searched interval
-        method : {"fast", "grid"}
-            the bracketing search, or the exhaustive ``n_grid``-point reference
+        method : {"fast", "grid", "parabolic"}
+            the bracketing search (the grid's own choice on a unimodal curve), the
+            exhaustive ``n_grid``-point reference, or the search that stops within one
+            grid step of it, with candidates written in place (see :mod:`neuralop_merge.prefix`)
         n_grid : int
-            points of the reference grid (its spacing is the fast search's resolution)
+            points of the reference grid (its spacing is the fast searches' resolution)
         history : int
             past frames the model takes as input
+        max_batch : int, optional
+            bounds the rollout's memory
         data_processor : neuraloperator DataProcessor, optional
             the pipeline's normalizing processor: ``frames`` are in physical units
             and each rollout step is pre- and postprocessed by it
         """
-        # Candidates are scored in one reused model: no copy or provenance per α.
-        reused = ReusedModel(self._strategy, self.inputs)
-        search = select_alpha(
-            lambda alpha: reused(self.plan(alpha)), frames, alpha_range=alpha_range, method=method, n_grid=n_grid,
-            history=history, data_processor=data_processor,
+        return super().from_prefix(
+            frames, box=[alpha_range], n_grid=n_grid, method=method, history=history, max_batch=max_batch,
+            data_processor=data_processor,
         )
-        info = {"prefix_frames": int(frames.shape[1]), "search": method, "n_evaluations": search.n_evaluations}
-        model = self._model(self.plan(search.alpha, info), {"frames": frames, "alpha_range": list(alpha_range)})
-        return PrefixResult(model, search.alpha, search)
+
+    def prefix_params(
+        self, frames: torch.Tensor, box: list[tuple[float, float]], method: str, n_grid: int | None, history: int,
+        max_batch: int | None,
+    ) -> dict[str, Any]:
+        """The parameters of :meth:`from_prefix`, named as the ``ccm_prefix`` strategy takes them."""
+        return {
+            "frames": frames, "alpha_range": list(box[0]), "method": method, "n_grid": n_grid, "history": history,
+            "max_batch": max_batch,
+        }
 
 
 def check_lineage(anchor: nn.Module, experts: Mapping[str, nn.Module]) -> None:

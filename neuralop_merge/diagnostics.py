@@ -31,7 +31,8 @@ from .atomic import write_text
 from .ccm import CCM
 from .coordinates import AffineMap
 from .metrics import prefix_error
-from .surface import CCMSurface, FitResidual
+from .residuals import FitResidual
+from .surface import CCMSurface
 
 
 @dataclass(frozen=True)

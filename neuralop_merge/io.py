@@ -31,10 +31,10 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from .allowlist import EXTRA_SAFE_GLOBALS
-from .architecture import architecture_record, holds_submodels, rebuild_arguments, uqno_arguments
+from .architecture import architecture_record, holds_submodels, init_arguments, rebuild_arguments, uqno_arguments
 from .atomic import check_output_paths, staged_writes
 from .errors import CheckpointError, NeuralopMergeError, UnsafeCheckpointError, first_line
-from .provenance import file_sha256, jsonable, package_versions, read_provenance
+from .provenance import Provenance, file_sha256, jsonable, package_versions, read_provenance
 from .safety import (
     allowed_globals,
     check_archive,
@@ -128,7 +128,7 @@ def safe_load(
         ) from None
 
 
-def _locate(path: Path, name: str | None) -> tuple[Path, Path | None, Path | None]:
+def locate(path: Path, name: str | None = None) -> tuple[Path, Path | None, Path | None]:
     """(state file, metadata file or None, provenance file or None) for ``path``.
 
     ``path`` is a folder (holding one checkpoint, or ``name``), a state file, or the
@@ -165,10 +165,10 @@ def recorded_provenance(path: str | os.PathLike, name: str | None = None) -> Any
     CheckpointError
         when there is no checkpoint at ``path``, or its provenance is not JSON
     """
-    state_file, _, provenance_file = _locate(Path(path), name)
+    state_file, _, provenance_file = locate(Path(path), name)
     if not state_file.is_file():
         raise CheckpointError(f"checkpoint file not found: {state_file}")
-    return None if provenance_file is None else read_provenance(provenance_file)
+    return None if provenance_file is None else read_provenance(provenance_file).to_dict()
 
 
 def load_model(
@@ -219,7 +219,7 @@ def load_model(
     """
     if name is not None:
         check_name(name)
-    state_file, metadata_file, provenance_file = _locate(Path(path), name)
+    state_file, metadata_file, provenance_file = locate(Path(path), name)
     provenance = read_provenance(provenance_file) if provenance_file is not None else None
     if provenance is not None:
         _verify_files(provenance, state_file, metadata_file, provenance_file)
@@ -228,15 +228,15 @@ def load_model(
     source = _Source(state, metadata_file, options, provenance, state_file, model_class)
     model = _build(tensors, template, source)
     if provenance is not None:
-        model.provenance = provenance
+        model.provenance = provenance.to_dict()
     return model
 
 
 def _verify_files(
-    provenance: Mapping[str, Any], state_file: Path, metadata_file: Path | None, provenance_file: Path
+    provenance: Provenance, state_file: Path, metadata_file: Path | None, provenance_file: Path
 ) -> None:
     """Refuse state or metadata files whose sha256 is not the one the provenance records."""
-    recorded = provenance.get("checkpoint", {})
+    recorded = provenance.checkpoint or {}
     for key, file in (("state_sha256", state_file), ("metadata_sha256", metadata_file)):
         if key not in recorded:
             continue
@@ -276,7 +276,7 @@ class _Source:
     state: Mapping[str, Any]
     metadata_file: Path | None
     options: Mapping[str, Any]
-    provenance: Any
+    provenance: Provenance | None
     state_file: Path
     model_class: type[nn.Module] | None
 
@@ -302,8 +302,8 @@ def _rebuilt(tensors: dict[str, torch.Tensor], source: _Source) -> nn.Module:
     (:func:`~neuralop_merge.architecture.uqno_arguments`). Any other unsafe metadata
     file is refused.
     """
-    provenance, state = source.provenance, source.state
-    record = provenance.get("architecture") if isinstance(provenance, Mapping) else None
+    record = source.provenance.architecture if source.provenance is not None else None
+    state = source.state
     try:
         metadata_file = source.metadata_file
         init_kwargs = safe_load(metadata_file, **source.options) if metadata_file is not None else state.get(METADATA_KEY)
@@ -346,8 +346,8 @@ def _from_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.T
     model_class = BaseModel._models.get(model_name)
     if model_class is None:
         raise CheckpointError(f"{source} is a {init_kwargs['_name']!r} model, which neuraloperator does not define")
-    kwargs = {k: v for k, v in init_kwargs.items() if k not in ("_version", "_name", "args")}
-    return instantiate(model_class, tuple(init_kwargs.get("args", ())), kwargs, tensors)
+    args, kwargs = init_arguments(init_kwargs)
+    return instantiate(model_class, args, kwargs, tensors)
 
 
 def _check_init_kwargs(init_kwargs: Mapping[str, Any], tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -448,10 +448,9 @@ def save_model(
     metadata = getattr(model, "_init_kwargs", None)
     metadata_files = [files["metadata"]] if metadata is not None else []
     check_output_paths([files["state"], *metadata_files, files["provenance"]], overwrite=overwrite)
-    record = jsonable({**getattr(model, "provenance", {}), **(provenance or {})})
-    record["versions"] = package_versions()
-    record["architecture"] = architecture_record(model, init_kwargs)
-    if init_kwargs is not None and record["architecture"] is None:
+    given = Provenance.from_dict(jsonable({**getattr(model, "provenance", {}), **(provenance or {})}), name)
+    record = given.with_keys(versions=package_versions(), architecture=architecture_record(model, init_kwargs))
+    if init_kwargs is not None and record.architecture is None:
         warnings.warn(f"init_kwargs do not rebuild this {type(model).__name__}; {name} needs template= to load")
     with staged_writes(overwrite=overwrite) as staging:
         state = staging.add(files["state"], lambda handle: torch.save(model.state_dict(), handle))
@@ -459,6 +458,6 @@ def save_model(
         if metadata is not None:
             written = staging.add(files["metadata"], lambda handle: torch.save(metadata, handle))
             hashes["metadata_sha256"] = file_sha256(written)
-        record["checkpoint"] = hashes
-        staging.add(files["provenance"], lambda handle: handle.write(json.dumps(record, indent=2).encode()))
+        text = json.dumps(record.with_keys(checkpoint=hashes).to_dict(), indent=2)
+        staging.add(files["provenance"], lambda handle: handle.write(text.encode()))
     return files["state"]

@@ -5,21 +5,20 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
 
-import torch
 from torch import nn
 
-from . import pages
 from .checks import check_compatible, check_dense, check_finite
-from .errors import IncompatibleModelsError, NonFiniteError, StrategyError
-from .io import load_model
-from .provenance import file_sha256, jsonable, package_versions
+from .combination import SearchModel, merged_tensors
+from .errors import StrategyError
+from .io import load_model, locate
+from .provenance import Provenance, file_sha256, jsonable, package_versions
 from .registry import get_strategy
 from .strategies.base import MergeInputs, Plan, Strategy
-from .weights import ModelWeights, build_model, fingerprint, state_for, weights_of
+from .weights import ModelWeights, build_model, fingerprint, weights_of
 
 ModelLike = Union[nn.Module, str, os.PathLike]
 
@@ -130,138 +129,29 @@ def merge(
 
 
 def realize(
-    strategy: Strategy, inputs: MergeInputs, plan: Plan, params: dict[str, Any], *, output: str = "dense"
+    strategy: Strategy,
+    inputs: MergeInputs,
+    plan: Plan,
+    params: dict[str, Any],
+    *,
+    output: str = "dense",
+    into: SearchModel | None = None,
 ) -> nn.Module:
-    """Apply ``plan`` to every tensor of ``inputs`` and build the merged model."""
+    """Apply ``plan`` to every tensor of ``inputs`` and build the merged model.
+
+    ``into``, the dense search model a search scored its candidates in, is reused
+    for the result (it must not be used for scoring afterwards): the plan's tensors
+    are written into it, which saves building a second model.
+    """
     base = inputs.anchor or inputs.experts[0]
-    model, refit_errors = build_model(base, merged_tensors(strategy, inputs, plan), output=output)
+    merged = merged_tensors(strategy, inputs, plan)
+    if into is not None and into.model is not None and output == "dense":
+        model, refit_errors = into.load(merged), {}
+        model.train(base.model.training)  # a rollout may have left the search model in eval mode
+    else:
+        model, refit_errors = build_model(base, merged, output=output)
     model.provenance = merge_provenance(strategy, inputs, plan, params, refit_errors)
     return model
-
-
-def merged_tensors(strategy: Strategy, inputs: MergeInputs, plan: Plan) -> dict[str, torch.Tensor]:
-    """The merged weight-space view: ``plan`` applied tensor by tensor, checked finite.
-
-    Memory-mapped inputs are streamed: an affine plan is applied a chunk at a time, and
-    every chunk's pages are released once read, so the inputs never become resident
-    at once.
-    """
-    base = inputs.anchor or inputs.experts[0]
-    frozen = _frozen_keys(inputs)
-    views = [view for view in (inputs.anchor, *inputs.experts) if view is not None]
-    mapped = any(view.mapped for view in views)
-    combine = _combine_in_chunks if mapped and _is_affine(strategy) else _combine_checked
-    merged = {}
-    for key, base_tensor in base.tensors.items():
-        if key in frozen:
-            merged[key] = inputs.anchor.tensors[key].clone()
-        else:
-            anchor_tensor = inputs.anchor.tensors[key] if inputs.anchor is not None else None
-            expert_tensors = [e.tensors[key].to(base_tensor.device) for e in inputs.experts]
-            merged[key] = combine(strategy, key, anchor_tensor, expert_tensors, plan)
-        for view in views:
-            if view.mapped:
-                pages.release(view.tensors[key])
-    check_finite(merged, f"the {strategy.name} merge result")
-    return merged
-
-
-def _is_affine(strategy: Strategy) -> bool:
-    """Whether ``strategy`` combines tensors with the plan's affine default."""
-    return type(strategy).combine_tensor is Strategy.combine_tensor
-
-
-def _combine_in_chunks(
-    strategy: Strategy, key: str, anchor: torch.Tensor | None, experts: list[torch.Tensor], plan: Plan
-) -> torch.Tensor:
-    """:func:`_combine_checked` a chunk at a time (element-wise, so bit for bit the same),
-    releasing each input chunk's pages once read."""
-    sources = ([anchor] if anchor is not None else []) + experts
-    if not all(source.is_contiguous() and source.device == experts[0].device for source in sources):
-        return _combine_checked(strategy, key, anchor, experts, plan)
-    merged = torch.empty_like(experts[0], memory_format=torch.contiguous_format)
-    flat_sources, flat_merged = [source.reshape(-1) for source in sources], merged.view(-1)
-    for part in pages.chunks(merged):
-        pieces = [source[part] for source in flat_sources]
-        anchor_piece, expert_pieces = (pieces[0], pieces[1:]) if anchor is not None else (None, pieces)
-        flat_merged[part] = _combine_checked(strategy, key, anchor_piece, expert_pieces, plan)
-        for piece in pieces:
-            pages.release(piece)
-    return merged
-
-
-def _combine_checked(
-    strategy: Strategy, key: str, anchor: torch.Tensor | None, experts: list[torch.Tensor], plan: Plan
-) -> torch.Tensor:
-    """One merged tensor; a coefficient too large for the tensor's dtype is a NonFiniteError."""
-    try:
-        return strategy.combine_tensor(key, anchor, experts, plan)
-    except RuntimeError as error:
-        if "overflow" not in str(error):
-            raise
-        raise NonFiniteError(
-            f"tensor {key!r} of the {strategy.name} merge result overflows {experts[0].dtype} "
-            f"(coefficients {plan.anchor_coefficient:.3g}, {', '.join(f'{c:.3g}' for c in plan.expert_coefficients)})"
-        ) from None
-
-
-class ReusedModel:
-    """Evaluate many merges of the same inputs in one model object, for searches.
-
-    The first call builds the model; later calls write the new merged tensors into
-    it in place, which skips copying the module and recording provenance. The model
-    returned by one call is therefore changed by the next: use it transiently (as
-    the CCM-Prefix search does) and :func:`realize` the chosen plan.
-    """
-
-    def __init__(self, strategy: Strategy, inputs: MergeInputs) -> None:
-        self.strategy = strategy
-        self.inputs = inputs
-        self._model: nn.Module | None = None
-
-    def __call__(self, plan: Plan) -> nn.Module:
-        if self._model is None:
-            self._model = realize(self.strategy, self.inputs, plan, {})
-            return self._model
-        base = self.inputs.anchor or self.inputs.experts[0]
-        state, _ = state_for(self._model, base, merged_tensors(self.strategy, self.inputs, plan))
-        self._model.load_state_dict(state, strict=True)
-        return self._model
-
-
-def _frozen_keys(inputs: MergeInputs) -> set[str]:
-    """Tensors no expert was trained on, kept bit for bit from the anchor.
-
-    Experts fine-tuned on a subset of parameters record it as ``trainable`` in their
-    provenance; the merge then moves only those, instead of re-deriving the frozen
-    ones through a combination that equals them only up to rounding. A recorded
-    pattern that matches no tensor of the anchor is refused: it would silently turn
-    the merge into a copy of the anchor.
-    """
-    if inputs.anchor is None:
-        return set()
-    trainable: set[str] = set()
-    for expert in inputs.experts:
-        names = getattr(expert.model, "provenance", {}).get("trainable")
-        if names is None:
-            return set()
-        trainable.update(_trained_keys(names, inputs.anchor.tensors, expert.label))
-    return set(inputs.anchor.tensors) - trainable
-
-
-def _trained_keys(names: Any, keys: Iterable[str], label: str) -> set[str]:
-    """The tensor keys an expert's ``trainable`` parameter names cover (a factorized
-    weight's key covers its factors ``key.core``, ``key.factors.0``, ...)."""
-    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
-        raise IncompatibleModelsError(f"{label}: provenance 'trainable' must be a non-empty list of parameter names")
-    keys = list(keys)
-    trained: set[str] = set()
-    for name in names:
-        matched = {key for key in keys if name == key or (isinstance(name, str) and name.startswith(f"{key}."))}
-        if not matched:
-            raise IncompatibleModelsError(f"{label}: trainable parameter {name!r} in its provenance matches no tensor")
-        trained |= matched
-    return trained
 
 
 def describe_input(view: ModelWeights, role: str) -> dict[str, Any]:
@@ -271,37 +161,31 @@ def describe_input(view: ModelWeights, role: str) -> dict[str, Any]:
     }
     if view.path is not None:
         record["file"] = str(view.path)
-        state_file = _state_file(view.path)
+        state_file = locate(view.path)[0]
         record["file_sha256"] = file_sha256(state_file) if state_file.is_file() else None
     return record
-
-
-def _state_file(path: Path) -> Path:
-    if path.is_dir():
-        candidates = sorted(path.glob("*_state_dict.pt"))
-        return candidates[0] if len(candidates) == 1 else path
-    return path
 
 
 def merge_provenance(
     strategy: Strategy, inputs: MergeInputs, plan: Plan, params: dict[str, Any], refit_errors: dict[str, float]
 ) -> dict[str, Any]:
-    """The provenance record of a merge result (JSON-serialisable)."""
+    """The provenance record of a merge result, in the JSON form of :class:`~neuralop_merge.provenance.Provenance`."""
     roles = [(inputs.anchor, "anchor")] if inputs.anchor is not None else []
     roles += [(expert, f"expert[{i}]") for i, expert in enumerate(inputs.experts)]
     # Hashing is most of a first merge's cost; hashlib releases the GIL on large
     # buffers, so the inputs are hashed in parallel.
     with ThreadPoolExecutor() as pool:
         described = list(pool.map(lambda role: describe_input(*role), roles))
+    # The plan's facts first: a fact named like a key the merge itself records cannot replace it.
     record = {
+        **jsonable(plan.info),
         "kind": "merge",
         "strategy": strategy.name,
         "params": jsonable(params),
         "coefficients": {"anchor": plan.anchor_coefficient, "experts": list(plan.expert_coefficients)},
-        **jsonable(plan.info),
         "inputs": described,
         "versions": package_versions(),
     }
     if refit_errors:
         record["refactorization_error"] = refit_errors
-    return record
+    return Provenance.from_dict(record, f"of the {strategy.name} merge").to_dict()

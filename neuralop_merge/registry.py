@@ -4,6 +4,10 @@ Built-in strategies are declared in our own ``pyproject.toml`` exactly as a
 third-party distribution declares its own, so both are found the same way. A name
 claimed by two distributions is an error naming both; a plugin that fails to import
 is skipped with a warning naming it, and the others keep working.
+
+The entry points are read once per process and cached, and each strategy class is
+loaded once: :func:`refresh` forgets both, for a distribution installed while the
+process runs.
 """
 
 from __future__ import annotations
@@ -27,7 +31,27 @@ class _Claim:
     distribution: str
 
 
+#: The discovered claims, and the object each loaded entry point gave, until :func:`refresh`.
+_discovered: dict[str, list[_Claim]] | None = None
+_loaded: dict[str, object] = {}
+
+
+def refresh() -> None:
+    """Forget the discovered entry points and loaded strategies; the next lookup scans again."""
+    global _discovered
+    _discovered = None
+    _loaded.clear()
+
+
 def _claims() -> dict[str, list[_Claim]]:
+    """Every entry point of the group, grouped by strategy name (scanned once, see :func:`refresh`)."""
+    global _discovered
+    if _discovered is None:
+        _discovered = _scan()
+    return _discovered
+
+
+def _scan() -> dict[str, list[_Claim]]:
     """Every entry point of the group, grouped by strategy name, duplicates dropped."""
     claims: dict[str, list[_Claim]] = {}
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
@@ -48,7 +72,10 @@ def _load(name: str, claims: list[_Claim]) -> Strategy:
         owners = " and ".join(f"{c.distribution} ({c.entry_point.value})" for c in claims)
         raise StrategyError(f"strategy {name!r} is claimed by two distributions: {owners}")
     claim = claims[0]
-    loaded = claim.entry_point.load()
+    if name not in _loaded:
+        _loaded[name] = claim.entry_point.load()
+    loaded = _loaded[name]
+    # A fresh instance per call: callers may hold (and a plugin may mutate) their own.
     strategy = loaded() if isinstance(loaded, type) else loaded
     if not isinstance(strategy, Strategy):
         raise TypeError(f"{claim.entry_point.value} is not a neuralop_merge Strategy")

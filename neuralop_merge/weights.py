@@ -117,14 +117,27 @@ def fingerprint(source: nn.Module | Mapping[str, object], *, release: bool = Fal
 def _digest(state: Mapping[str, object], release: bool) -> str:
     digest = hashlib.sha256()
     for key in sorted(k for k, v in state.items() if torch.is_tensor(v)):
-        tensor = state[key].detach().to("cpu").contiguous()
+        tensor = state[key]
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        data = tensor.reshape(-1).view(torch.uint8)
-        for part in pages.chunks(data):
-            digest.update(memoryview(data[part].numpy()))
-            if release:
-                pages.release(data[part])
+        hash_tensor_bytes(digest, tensor, release=release)
     return digest.hexdigest()
+
+
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    """Hex sha256 of one tensor's bytes (in memory order of a contiguous CPU copy)."""
+    digest = hashlib.sha256()
+    hash_tensor_bytes(digest, tensor)
+    return digest.hexdigest()
+
+
+def hash_tensor_bytes(digest: hashlib._Hash, tensor: torch.Tensor, *, release: bool = False) -> None:
+    """Feed ``tensor``'s bytes to ``digest`` a chunk at a time; with ``release``, each
+    memory-mapped chunk's pages are released once hashed."""
+    data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+    for part in pages.chunks(data):
+        digest.update(memoryview(data[part].numpy()))
+        if release:
+            pages.release(data[part])
 
 
 def combine(tensors: Sequence[torch.Tensor], coefficients: Sequence[float]) -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from neuralop.models import TFNO, UNO
 import neuralop_merge as nm
 from neuralop_merge.backbones import DPOTLite
 from neuralop_merge.diagnostics import alpha_curves, layer_report, wrong_sign_control
+from neuralop_merge.metrics import prefix_error
 from neuralop_merge.rollout import rollout
 from neuralop_merge.surface import CCMSurface
 from neuralop_merge.weights import weights_of
@@ -101,15 +101,18 @@ def test_ccm_surface_and_diagnostics(trio):
     frames = rollout(ccm.at(0.0), x0(), 2)
     (curve,) = alpha_curves(ccm.at, {"r": frames}, [-1.0, 0.0]).values()
     assert curve[1][1] < 1e-5 < curve[1][0]
-    (control,) = wrong_sign_control(ccm, {2.5: frames})
-    assert math.isfinite(control.error) and math.isfinite(control.wrong_error)
+    (control,) = wrong_sign_control(ccm, {2.5: frames})  # c(2.5) = 0.5 on this line
+    assert control.error == pytest.approx(prefix_error(ccm.at(0.5), frames), rel=1e-6)
+    assert control.wrong_error == pytest.approx(prefix_error(ccm.at(-0.5), frames), rel=1e-6)
 
     third = fine_tuned(anchor, 3)
     surface = CCMSurface(anchor, {"a": low, "b": high, "c": third}, {"a": 1.0, "b": 3.0, "c": 2.0})
     residual = surface.fit_residuals()[-1]
     assert 0 < residual.relative_total < 1
-    with torch.no_grad():
-        assert torch.isfinite(surface.from_coord(4.0).eval()(x0())).all()
+    # μ = 4 is c = 1.5 on [1, 3]: the surface's own weights there, as the ccm_fit strategy merges them.
+    fitted = nm.merge("ccm_fit", anchor=anchor, experts=[low, high, third], expert_coords=[1.0, 3.0, 2.0], target=4.0)
+    for key, value in dense(fitted).items():
+        torch.testing.assert_close(dense(surface.from_coord(4.0))[key], value)
 
 
 @pytest.mark.parametrize("factorization", ["tucker", "cp"])

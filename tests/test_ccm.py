@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import tensors
+from torch import nn
 
 import neuralop_merge as nm
 from neuralop_merge.rollout import rollout
@@ -81,7 +82,7 @@ def test_grid_prefix_search_finds_the_exact_grid_point(fno_trio):
     ccm = nm.CCM(*fno_trio, low_coord=1.0, high_coord=2.0)
     torch.manual_seed(0)
     frames = rollout(ccm.at(0.75), torch.randn(2, 1, 16, 16), 2)
-    search = ccm.from_prefix(frames, method="grid", n_grid=9).search
+    search = ccm.from_prefix(frames, method="grid", n_grid=9)
     assert search.alpha == 0.75 and search.errors.min().item() < 1e-5
     assert search.alphas.tolist() == [-3.0, -2.25, -1.5, -0.75, 0.0, 0.75, 1.5, 2.25, 3.0]
 
@@ -100,3 +101,64 @@ def test_ccm_prefix_refuses_a_malformed_prefix(fno_trio):
     anchor, low, high = fno_trio
     with pytest.raises(nm.StrategyError, match="frames"):
         nm.merge("ccm_prefix", anchor=anchor, experts=[low, high], frames=torch.zeros(2, 1, 16, 16))
+
+
+def test_from_coord_and_the_ccm_coord_strategy_give_the_same_weights_and_provenance(fno_trio):
+    anchor, low, high = fno_trio
+    ccm = nm.CCM(anchor, low, high, low_coord=1e-3, high_coord=4e-3, transform="log")
+    through = {"mu": 9e-3, "low_coord": 1e-3, "high_coord": 4e-3, "transform": "log"}
+    for bank in (None, [(1e-3, -0.8), (2e-3, 0.1), (8e-3, 2.5)]):
+        if bank is not None:
+            ccm.calibrate(bank)
+            through["calibration"] = [list(pair) for pair in bank]
+        door = ccm.from_coord(9e-3)
+        strategy = nm.merge("ccm_coord", anchor=anchor, experts=[low, high], **through)
+        assert all(torch.equal(v, tensors(strategy)[k]) for k, v in tensors(door).items())
+        for key in ("strategy", "params", "alpha", "coordinate", "calibrated", "map", "coefficients"):
+            assert door.provenance[key] == strategy.provenance[key], key
+    assert door.provenance["strategy"] == "ccm_coord" and door.provenance["calibrated"] is True
+
+
+def test_each_door_of_the_line_records_the_strategy_merge_names(fno_trio):
+    anchor, low, high = fno_trio
+    ccm = nm.CCM(anchor, low, high, low_coord=1.0, high_coord=2.0)
+    torch.manual_seed(2)
+    frames = rollout(ccm.at(0.6), torch.randn(1, 1, 16, 16), 2)
+    assert ccm.at(0.3).provenance["strategy"] == "fixed_alpha"
+    assert ccm.at(0.3, beta=0.5).provenance["strategy"] == "ccm_plane"
+    door = ccm.from_prefix(frames, method="grid", n_grid=11, history=1, max_batch=1)
+    strategy = nm.merge(
+        "ccm_prefix", anchor=anchor, experts=[low, high], frames=frames, method="grid", n_grid=11, max_batch=1
+    )
+    assert door.model.provenance["strategy"] == strategy.provenance["strategy"] == "ccm_prefix"
+    assert door.alpha == strategy.provenance["alpha"] == pytest.approx(0.6)
+    assert door.model.provenance["curve"] == strategy.provenance["curve"]
+    assert all(torch.equal(v, tensors(strategy)[k]) for k, v in tensors(door.model).items())
+
+
+class Scale(nn.Module):
+    """x ↦ w·x: along the line w(α) = 1 + 0.1·α, the prefix error is unimodal in α, zero at the truth."""
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * x
+
+
+@pytest.mark.parametrize("truth_alpha", [-2.85, -0.45, 1.35, 3.0])
+def test_parabolic_search_is_within_a_grid_step_of_the_grid_on_a_unimodal_curve(truth_alpha):
+    ccm = nm.CCM(Scale(1.0), Scale(0.9), Scale(1.1), low_coord=1.0, high_coord=2.0)
+    torch.manual_seed(3)
+    frames = rollout(ccm.at(truth_alpha), torch.rand(2, 1, 4, 4) + 0.5, 4)
+    grid = ccm.from_prefix(frames, method="grid")
+    fast = ccm.from_prefix(frames)
+    result = ccm.from_prefix(frames, method="parabolic")
+    assert grid.alpha == fast.alpha == pytest.approx(truth_alpha, abs=1e-9)
+    assert abs(result.alpha - grid.alpha) <= 6.0 / 40 + 1e-9
+    # The same evaluations as "fast" up to its early stop, so never more of them.
+    assert result.n_evaluations <= min(fast.n_evaluations, 9)
+    # Candidates were written in place; the deployed weights are the strategy's own at the chosen α.
+    assert torch.equal(result.model.weight, ccm.at(result.alpha).weight)
+    assert result.model.provenance["search"] == "parabolic" and result.model.provenance["strategy"] == "ccm_prefix"

@@ -14,6 +14,7 @@ from conftest import tensors
 import neuralop_merge as nm
 from neuralop_merge.cli import COMMANDS, main
 from neuralop_merge.cli.demo_cmd import DEFAULT_FAMILY
+from neuralop_merge.diagnostics import layer_report
 from neuralop_merge.rollout import rollout
 
 
@@ -38,9 +39,9 @@ def test_list_shows_the_builtin_strategies(capsys):
 
 
 @pytest.mark.parametrize("command", [[], ["merge"], ["inspect"], ["list"]])
-def test_help_everywhere(command):
-    result = run_cli(*command, "--help")
-    assert result.returncode == 0 and "usage: neuralop-merge" in result.stdout
+def test_help_everywhere(command, capsys):
+    assert main([*command, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: neuralop-merge{''.join(' ' + c for c in command)}")
 
 
 def test_merge_with_alpha_writes_a_loadable_checkpoint(tmp_path, checkpoints, fno_trio):
@@ -101,13 +102,19 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, checkpoints, caps
     assert main([*args[:-4], "--alpha", "0.9", "-o", str(tmp_path / "o"), "--overwrite"]) == 0
 
 
-def test_inspect_reports_per_layer_norms(tmp_path, checkpoints, capsys):
+def test_inspect_reports_per_layer_norms(tmp_path, checkpoints, fno_trio, capsys):
     assert main(["inspect", "--anchor", str(checkpoints["anchor"]), "--low", str(checkpoints["low"]),
                  "--high", str(checkpoints["high"]), "--low-coord", "1", "--high-coord", "2",
                  "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "fno_blocks.convs.0.weight" in out and "<overall>" in out
-    assert (tmp_path / "r.json").read_text().startswith("[")
+    written = json.loads((tmp_path / "r.json").read_text())
+    expected = layer_report(nm.CCM(*fno_trio, low_coord=1.0, high_coord=2.0))
+    assert [row["name"] for row in written] == [row.name for row in expected]
+    for row, stats in zip(written, expected):
+        assert row["numel"] == stats.numel
+        assert row["shared_norm"] == pytest.approx(stats.shared_norm, rel=1e-6)
+        assert row["direction_norm"] == pytest.approx(stats.direction_norm, rel=1e-6)
 
 
 def save_on_plane(folder, anchor, directions, point, overwrite=False):

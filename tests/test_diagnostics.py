@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tensors
-from test_multi_expert import conv_experts
+from conftest import conv_experts, tensors
 
 import neuralop_merge as nm
 from neuralop_merge import plots

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_training import HIGH, LOW, heat_loader, tiny_fno
+from conftest import HIGH, LOW, heat_loader, tiny_fno
 
 from neuralop_merge.training import finetune_endpoints
 from neuralop_merge.training.checkpoint import CHECKPOINT_FILE

@@ -12,6 +12,7 @@ from neuralop.models import FNO
 
 import neuralop_merge as nm
 from neuralop_merge.errors import CheckpointError, UnsafeCheckpointError
+from neuralop_merge.provenance import Provenance
 
 
 def test_round_trip_keeps_weights_class_and_provenance(tmp_path, fno_trio):
@@ -128,3 +129,22 @@ class _FailingStateDict(torch.nn.Module):
 
     def state_dict(self, *args, **kwargs):
         raise RuntimeError("disk full")
+
+
+def test_provenance_record_round_trips_the_json_on_disk(tmp_path):
+    anchor, low, high = tiny_fno(0), tiny_fno(1), tiny_fno(2)
+    merged = nm.merge("fixed_alpha", anchor=anchor, experts=[low, high], alpha=0.25)
+    nm.save_model(merged, tmp_path, name="m", provenance={"note": "kept as is"})
+    on_disk = json.loads((tmp_path / "m_provenance.json").read_text())
+    record = Provenance.from_dict(on_disk)
+    assert record.to_dict() == on_disk
+    assert (record.kind, record.strategy, record.alpha) == ("merge", "fixed_alpha", 0.25)
+    assert record.coefficients == {"anchor": 0.0, "experts": [0.375, 0.625]}
+    assert record.extra == {"note": "kept as is"}
+    assert set(record.checkpoint) == {"state_sha256", "metadata_sha256"} and record.versions["torch"]
+    assert nm.load_model(tmp_path, name="m").provenance == on_disk
+
+
+def test_provenance_with_a_wrongly_typed_known_key_is_refused_naming_it():
+    with pytest.raises(nm.CheckpointError, match="'alpha' must be int or float, got str"):
+        Provenance.from_dict({"alpha": "0.5"}, "p.json")

@@ -8,14 +8,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tensors, tiny_fno
-from torch import nn
+from conftest import conv_experts, tensors, tiny_fno
 
 import neuralop_merge as nm
 from neuralop_merge.ccm import CCM
 from neuralop_merge.errors import TrainingError
+from neuralop_merge.geometry import LeastSquaresFit
 from neuralop_merge.rollout import rollout
-from neuralop_merge.surface import CCMFit, CCMSurface, LeastSquaresFit
+from neuralop_merge.strategies.ccm_fit import CCMFit
+from neuralop_merge.surface import CCMSurface
 from neuralop_merge.weights import fingerprint
 
 
@@ -84,7 +85,7 @@ def test_one_axis_prefix_search_matches_the_line():
     line = ccm.from_prefix(frames, method="grid", n_grid=9)
     fitted = surface.from_prefix(frames, method="grid", n_grid=9)
     assert fitted.coordinate == (line.alpha,) == (0.75,)
-    assert fitted.errors.tolist() == line.search.errors.tolist()
+    assert fitted.errors.tolist() == line.errors.tolist()
 
 
 # -- exact recovery of affine and quadratic experts -----------------------------------------
@@ -160,34 +161,6 @@ def test_two_axis_from_coord_with_per_axis_transforms():
     assert model.provenance["mu"] == target and model.provenance["strategy"] == "ccm_fit"
     np.testing.assert_allclose(surface.coordinate([8e-3, 0.005]), [2.0, -0.5], atol=1e-12)
     assert surface.fit_residuals()[-1].relative_total < 1e-5
-
-
-class TinyConv(nn.Module):
-    """A one-step model cheap enough for the many rollouts of a prefix search."""
-
-    def __init__(self, seed: int, scale: float = 1.0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")
-        with torch.no_grad():
-            self.conv.weight.mul_(0.3 * scale)
-            self.conv.bias.mul_(0.3 * scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x)
-
-
-def conv_experts(n: int) -> tuple[TinyConv, dict[str, TinyConv]]:
-    """An anchor and n experts near it, as fine-tuning leaves them."""
-    anchor = TinyConv(0)
-    experts = {}
-    for i in range(n):
-        expert = copy.deepcopy(anchor)
-        with torch.no_grad():
-            for parameter, offset in zip(expert.parameters(), TinyConv(i + 1, scale=0.5).parameters()):
-                parameter.add_(offset)
-        experts[f"e{i}"] = expert
-    return anchor, experts
 
 
 def test_prefix_search_over_two_axes_recovers_a_known_coordinate():
@@ -273,3 +246,28 @@ def test_ccm_fit_strategy_through_merge_matches_the_surface():
     expected = tensors(surface.from_coord(6.0))
     assert_model_close(merged, expected, rtol=1e-6, atol=1e-6)
     assert math.isclose(sum(merged.provenance["coefficients"]["experts"]), 1.0)
+
+
+def test_surface_calibration_maps_each_axis_and_is_used_by_from_coord():
+    anchor, experts, truth, physical = two_axis_experts()
+    surface = CCMSurface(anchor, experts, physical, transform={"Du": "log"})
+    # Best coordinates c' = (c_Du + 0.5, 2·c_k): an exact affine map per axis.
+    bank = []
+    for mu in ({"Du": 1e-3, "k": 0.0}, {"Du": 4e-3, "k": 0.01}, {"Du": 2e-3, "k": 0.005}):
+        c = surface.coordinate(mu)
+        bank.append((mu, [c[0] + 0.5, 2 * c[1]]))
+    maps = surface.calibrate(bank)
+    assert [(m.slope, m.intercept) for m in maps] == [pytest.approx((1.0, 0.5)), pytest.approx((2.0, 0.0))]
+    target = {"Du": 8e-3, "k": 0.0025}
+    expected = surface.coordinate(target) * np.array([1.0, 2.0]) + np.array([0.5, 0.0])
+    np.testing.assert_allclose(surface.calibrated_coordinate(target), expected, atol=1e-12)
+    model = surface.from_coord(target)
+    assert model.provenance["calibrated"] is True
+    assert_model_close(model, truth(expected.tolist()), rtol=1e-5, atol=1e-5)
+
+
+def test_surface_calibration_needs_two_distinct_coordinates_per_axis():
+    anchor, experts, _, physical = two_axis_experts()
+    surface = CCMSurface(anchor, experts, physical, transform={"Du": "log"})
+    with pytest.raises(nm.StrategyError, match="two distinct"):
+        surface.calibrate([({"Du": 1e-3, "k": 0.0}, [0.0, 0.0]), ({"Du": 4e-3, "k": 0.0}, [1.0, 0.0])])

@@ -119,3 +119,49 @@ def test_broken_plugin_warns_and_the_others_keep_working(plugin_path):
     )
     assert result.stdout.strip() == "False True"
     assert "'broken'" in result.stderr and "nm-broken" in result.stderr
+
+
+def test_entry_points_are_scanned_once_until_refresh(monkeypatch):
+    from neuralop_merge import registry
+
+    scans = []
+
+    def counting_entry_points(**kwargs):
+        scans.append(kwargs)
+        return registry_entry_points(**kwargs)
+
+    registry_entry_points = registry.entry_points
+    monkeypatch.setattr(registry, "entry_points", counting_entry_points)
+    registry.refresh()
+    names = registry.available_strategies()
+    for name in names:
+        registry.get_strategy(name)
+    assert len(scans) == 1
+    registry.refresh()
+    registry.get_strategy("fixed_alpha")
+    assert len(scans) == 2
+
+
+def test_refresh_finds_a_plugin_installed_while_the_process_runs(plugin_path, monkeypatch):
+    import neuralop_merge as nm
+
+    nm.refresh_strategies()
+    assert "first_expert" not in nm.available_strategies()
+    monkeypatch.syspath_prepend(str(plugin_path / "site"))
+    assert "first_expert" not in nm.available_strategies()  # still the cached scan
+    nm.refresh_strategies()
+    try:
+        assert "first_expert" in nm.available_strategies()
+        assert nm.get_strategy("first_expert").name == "first_expert"
+    finally:
+        monkeypatch.undo()
+        nm.refresh_strategies()
+
+
+def test_every_error_class_is_exported():
+    import neuralop_merge as nm
+    from neuralop_merge import errors
+
+    defined = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, Exception)}
+    assert defined <= set(nm.__all__)
+    assert issubclass(nm.EvaluationError, nm.NeuralopMergeError)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import GRID, HIGH, LOW, heat_loader, heat_trajectories, tiny_fno
 from neuralop.losses import LpLoss
 from neuralop.models import FNO
 from torch import nn
@@ -19,36 +19,7 @@ from neuralop_merge.families.dataset import PairDataset
 from neuralop_merge.training import check_expert_lineage, finetune_endpoints, load_checkpoint, train_anchor
 from neuralop_merge.weights import fingerprint
 
-GRID = 16
-LOW, HIGH = 0.02, 0.2
 SPECTRAL_WEIGHTS = "fno_blocks.convs.*.weight*"
-
-
-def heat_trajectories(diffusivity: float, n_trajectories: int, n_steps: int, seed: int) -> torch.Tensor:
-    """Explicit heat-equation steps of smooth random fields, ``[N, T+1, 1, GRID, GRID]``."""
-    generator = torch.Generator().manual_seed(seed)
-    # Smooth initial fields (a few low Fourier modes), which a 4-mode FNO can represent.
-    coefficients = torch.randn(n_trajectories, 1, 4, 4, generator=generator, dtype=torch.complex64)
-    spectrum = torch.zeros(n_trajectories, 1, GRID, GRID // 2 + 1, dtype=torch.complex64)
-    spectrum[..., :4, :4] = coefficients
-    field = torch.fft.irfft2(spectrum, s=(GRID, GRID)) * GRID
-    frames = [field]
-    for _ in range(n_steps):
-        neighbours = sum(torch.roll(field, shift, dim) for shift in (1, -1) for dim in (-1, -2))
-        field = field + diffusivity * (neighbours - 4 * field)
-        frames.append(field)
-    return torch.stack(frames, dim=1)
-
-
-def heat_loader(diffusivity: float, seed: int, *, n_trajectories: int = 8, batch_size: int = 8) -> DataLoader:
-    """Shuffled loader of one-step pairs of one heat regime."""
-    pairs = PairDataset(heat_trajectories(diffusivity, n_trajectories, 2, seed))
-    return DataLoader(pairs, batch_size=batch_size, shuffle=True, generator=torch.Generator())
-
-
-def tiny_fno(seed: int = 0) -> FNO:
-    torch.manual_seed(seed)
-    return FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=2)
 
 
 def one_step_loss(model: nn.Module, diffusivity: float) -> float:
@@ -61,15 +32,6 @@ def one_step_loss(model: nn.Module, diffusivity: float) -> float:
 
 def states_equal(first: nn.Module, second: nn.Module) -> bool:
     return fingerprint(first) == fingerprint(second)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """Run these tiny models on one thread: on a shared, busy CPU, extra threads only spin and wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,13 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence, Union
+from typing import Any, ClassVar, Iterator, Mapping, Sequence, Union
 
 import torch
 
 from ..errors import SimulationError
 from ._numerics import regime_text
-
-if TYPE_CHECKING:
-    from .dataset import RegimeData
+from .dataset import RegimeData, build_regime_data
 
 #: A regime: a value of the primary axis, a mapping ``{axis name: value}``
 #: (axes left out keep their defaults), or ``None`` for all defaults.
@@ -284,8 +282,6 @@ class Family(abc.ABC):
         See :func:`neuralop_merge.families.dataset.build_regime_data` for the
         parameters, seeding and caching rules.
         """
-        from .dataset import build_regime_data
-
         return build_regime_data(
             self,
             params,

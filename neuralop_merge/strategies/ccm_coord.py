@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from ..coordinates import AffineMap, Transform, normalized_coordinate
 from ..errors import StrategyError
+from ..geometry import line_plan
 from .base import MergeInputs, Plan, Strategy, coefficient, finite_float, sequence
-from .fixed_alpha import line_plan
 
 
 class CCMCoord(Strategy):
@@ -33,15 +33,25 @@ class CCMCoord(Strategy):
     ) -> Plan:
         mu = finite_float(mu, "mu")
         low_coord, high_coord = finite_float(low_coord, "low_coord"), finite_float(high_coord, "high_coord")
-        coordinate = normalized_coordinate(mu, low_coord, high_coord, transform)
-        mapping = AffineMap()
-        if calibration is not None:
-            bank = [
-                (normalized_coordinate(m, low_coord, high_coord, transform), a) for m, a in _pairs(calibration)
-            ]
-            mapping = AffineMap.fit(bank)
-        alpha = coefficient(mapping(coordinate), f"alpha of mu={mu:g}")
-        return line_plan(alpha, {"mu": mu, "coordinate": coordinate, "map": [mapping.slope, mapping.intercept]})
+        bank = None if calibration is None else _pairs(calibration)
+        return coord_plan(mu, low_coord, high_coord, transform, bank)
+
+
+def coord_plan(
+    mu: float, low_coord: float, high_coord: float, transform: Transform, bank: list[tuple[float, float]] | None
+) -> Plan:
+    """The line point α = g(c(μ)), g fitted on ``bank`` (the identity without one).
+
+    Shared by this strategy and :meth:`neuralop_merge.CCM.from_coord`, so that both
+    doors give the same weights and the same provenance.
+    """
+    coordinate = normalized_coordinate(mu, low_coord, high_coord, transform)
+    mapping = AffineMap()
+    if bank is not None:
+        mapping = AffineMap.fit((normalized_coordinate(m, low_coord, high_coord, transform), a) for m, a in bank)
+    alpha = coefficient(mapping(coordinate), f"alpha of mu={mu:g}")
+    info = {"mu": mu, "coordinate": coordinate, "calibrated": bank is not None, "map": [mapping.slope, mapping.intercept]}
+    return line_plan(alpha, info)
 
 
 def _pairs(calibration: object) -> list[tuple[float, float]]:

@@ -8,7 +8,7 @@ shared adaptation Δ₊ may hurt, while α still moves along the physical direct
 from __future__ import annotations
 
 from .base import MergeInputs, Plan, Strategy, finite_float
-from .fixed_alpha import line_plan
+from ..geometry import line_plan
 
 
 class CCMPlane(Strategy):

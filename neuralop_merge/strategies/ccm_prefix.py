@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import torch
 
-from ..merging import ReusedModel
-from ..prefix import select_alpha
+from ..geometry import line_plan
+from ..prefix import prefix_info, search_axis
 from .base import MergeInputs, Plan, Strategy
-from .fixed_alpha import line_plan
 
 
 class CCMPrefix(Strategy):
     """The α on the merge line whose rollout best matches the first observed frames.
 
-    ``frames`` is ``[B, k+1, C, ...]``; θ(α) is rolled out from frame 0 and scored by
-    relative L2 against frames 1..k. Only those frames are used, so the rest of the
-    trajectory stays unseen for scoring. ``data_processor`` (a neuraloperator
-    DataProcessor) normalizes each step's input and de-normalizes its output, for
-    frames in physical units.
+    ``frames`` is ``[B, k + history, C, ...]``; θ(α) is rolled out from the first
+    ``history`` frames and scored by relative L2 against the next k. Only those frames
+    are used, so the rest of the trajectory stays unseen for scoring. ``method`` is
+    one of :data:`neuralop_merge.prefix.METHODS`; ``max_batch`` bounds the rollout's
+    memory; ``data_processor`` (a neuraloperator DataProcessor) normalizes each step's
+    input and de-normalizes its output, for frames in physical units.
     """
 
     name = "ccm_prefix"
@@ -32,12 +32,12 @@ class CCMPrefix(Strategy):
         alpha_range: tuple[float, float] = (-3.0, 3.0),
         method: str = "fast",
         n_grid: int = 41,
+        history: int = 1,
+        max_batch: int | None = None,
         data_processor: torch.nn.Module | None = None,
     ) -> Plan:
-        reused = ReusedModel(self, inputs)
-        search = select_alpha(
-            lambda alpha: reused(line_plan(alpha)), frames, alpha_range=tuple(alpha_range), method=method,
-            n_grid=n_grid, data_processor=data_processor,
+        search, _ = search_axis(
+            self, inputs, line_plan, frames, affine=True, alpha_range=tuple(alpha_range), method=method,
+            n_grid=n_grid, history=history, max_batch=max_batch, data_processor=data_processor,
         )
-        curve = {"alphas": search.alphas.tolist(), "errors": search.errors.tolist()}
-        return line_plan(search.alpha, {"prefix_frames": int(frames.shape[1]), "curve": curve})
+        return line_plan(search.alpha, prefix_info(search, frames))
