@@ -182,7 +182,8 @@ HEAVY_MODULES = ("torch", "neuralop", "tensorly", "wandb")
 @pytest.mark.parametrize(
     "args",
     [["--help"], ["list"], ["bogus"], ["merge", "--alpha", "x"], ["merge", "--help"], ["inspect", "--alphas"],
-     ["finetune", "--epochs", "z"], ["merge", "fixed_alpha", "--coord", "-1e-3"]],
+     ["finetune", "--epochs", "z"], ["merge", "fixed_alpha", "--coord", "-1e-3"], ["demo", "--help"],
+     ["demo", "--scale", "huge"]],
 )
 def test_help_list_and_argument_errors_import_neither_torch_nor_neuraloperator(args):
     probe = (
@@ -193,7 +194,7 @@ def test_help_list_and_argument_errors_import_neither_torch_nor_neuraloperator(a
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     code, imported = result.stdout.splitlines()[-1].split(" ", 1)
     assert imported == "[]", result.stdout + result.stderr
-    assert int(code) == (0 if args in (["--help"], ["list"], ["merge", "--help"]) else 2), result.stderr
+    assert int(code) == (0 if args in (["--help"], ["list"], ["merge", "--help"], ["demo", "--help"]) else 2), result.stderr
 
 
 def test_list_names_strategies_from_metadata_and_details_loads_them(capsys):
