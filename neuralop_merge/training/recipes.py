@@ -397,20 +397,13 @@ def finetune_endpoints(
     anchor_fingerprint = fingerprint(anchor)
     experts = {}
     for regime, (value, loader) in regimes.items():
+        identity = {"kind": "expert", "regime": regime, "anchor_fingerprint": anchor_fingerprint, "seed": settings.seed}
         expert = copy.deepcopy(anchor)
         trainable_names = select_parameters(expert, trainable)
         with only_trainable(expert, trainable_names):
             result = run_training(
-                expert,
-                loader,
-                settings,
-                identity={
-                    "kind": "expert", "regime": regime, "anchor_fingerprint": anchor_fingerprint, "seed": settings.seed
-                },
-                data_processor=data_processor,
-                loss=loss,
-                val_trajectories=val_trajectories.get(regime),
-                checkpoint_dir=regime_dir(checkpoint_dir, regime),
+                expert, loader, settings, identity=identity, data_processor=data_processor, loss=loss,
+                val_trajectories=val_trajectories.get(regime), checkpoint_dir=regime_dir(checkpoint_dir, regime),
                 resume_from=regime_checkpoint(resume_from, regime),
             )
         expert.provenance = {
