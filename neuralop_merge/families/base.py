@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Mapping, Sequence, Union
+from typing import Any, ClassVar, Iterator, Mapping, NamedTuple, Sequence, Union
 
 import torch
 
@@ -81,6 +81,15 @@ class ParameterAxis:
         if n == 1:
             return [float(start)]
         return [self.from_coordinate(first + (last - first) * i / (n - 1)) for i in range(n)]
+
+
+class FrameRun(NamedTuple):
+    """What one simulation asks of a family's time stepper (:meth:`Family._frames`)."""
+
+    values: Mapping[str, float]
+    n_frames: int
+    dt_frame: float
+    options: Mapping[str, Any]
 
 
 class Family(abc.ABC):
@@ -253,7 +262,7 @@ class Family(abc.ABC):
             raise SimulationError(f"{self.name}: dt_frame must be a positive number, got {dt_frame!r}")
         chosen = self._check_options(options)
         frames = [initial]
-        for frame, state in enumerate(self._frames(initial, values, n_frames, float(dt_frame), chosen), start=1):
+        for frame, state in enumerate(self._frames(initial, FrameRun(values, n_frames, float(dt_frame), chosen)), start=1):
             if not torch.isfinite(state).all():
                 raise SimulationError(
                     f"{self.name} ({regime_text(values)}): non-finite values at frame {frame} "
@@ -330,12 +339,5 @@ class Family(abc.ABC):
         """``n`` initial states ``[n, C, N, N]`` in float64 on the CPU, drawn with ``generator``."""
 
     @abc.abstractmethod
-    def _frames(
-        self,
-        initial: torch.Tensor,
-        values: Mapping[str, float],
-        n_frames: int,
-        dt_frame: float,
-        options: Mapping[str, Any],
-    ) -> Iterator[torch.Tensor]:
-        """Yield the ``n_frames`` states after ``initial``, ``dt_frame`` apart, shaped like ``initial``."""
+    def _frames(self, initial: torch.Tensor, run: FrameRun) -> Iterator[torch.Tensor]:
+        """Yield the ``run.n_frames`` states after ``initial``, ``run.dt_frame`` apart, shaped like ``initial``."""

@@ -15,7 +15,7 @@ from ._numerics import (
     zero_gradient_pad,
 )
 from ..errors import SimulationError
-from .base import Family, ParamSpec, ParameterAxis
+from .base import Family, FrameRun, ParamSpec, ParameterAxis
 
 #: Sub-cell samples per direction when averaging the dam's indicator over a
 #: cell: a smooth function of centre and radius rather than a staircase.
@@ -145,14 +145,8 @@ class DamBreak(Family):
             radii = low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
         return self._dams(resolution, shifts, values["h_in"], radii)
 
-    def _frames(
-        self,
-        initial: torch.Tensor,
-        values: Mapping[str, float],
-        n_frames: int,
-        dt_frame: float,
-        options: Mapping[str, Any],
-    ) -> Iterator[torch.Tensor]:
+    def _frames(self, initial: torch.Tensor, run: FrameRun) -> Iterator[torch.Tensor]:
+        values, n_frames, dt_frame, _ = run
         spacing = (self.domain[1] - self.domain[0]) / initial.shape[-1]
         state = initial
         for frame in range(1, n_frames + 1):

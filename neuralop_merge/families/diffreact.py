@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 import torch
 
 from ._numerics import cell_centred_grid, neumann_laplacian, regime_text, ssp_rk2_step, substep_count
-from .base import Family, ParameterAxis
+from .base import Family, FrameRun, ParameterAxis
 
 
 class DiffusionReaction(Family):
@@ -61,14 +61,8 @@ class DiffusionReaction(Family):
     ) -> torch.Tensor:
         return torch.randn(n, 2, resolution, resolution, generator=generator, dtype=torch.float64)
 
-    def _frames(
-        self,
-        initial: torch.Tensor,
-        values: Mapping[str, float],
-        n_frames: int,
-        dt_frame: float,
-        options: Mapping[str, Any],
-    ) -> Iterator[torch.Tensor]:
+    def _frames(self, initial: torch.Tensor, run: FrameRun) -> Iterator[torch.Tensor]:
+        values, n_frames, dt_frame, options = run
         spacing = (self.domain[1] - self.domain[0]) / initial.shape[-1]
         diffusivity = torch.tensor([values["Du"], values["Dv"]], device=initial.device, dtype=initial.dtype)
         diffusivity = diffusivity.view(1, 2, 1, 1)

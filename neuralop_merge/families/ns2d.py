@@ -9,7 +9,7 @@ import torch
 
 from ..errors import SimulationError
 from ._numerics import regime_text, substep_count
-from .base import Family, ParameterAxis
+from .base import Family, FrameRun, ParameterAxis
 
 #: Advective CFL number; with the 2/3 rule the largest advective eigenvalue
 #: times dt is then ``0.5 * 2 pi / 3 ~ 1.05``, inside SSP-RK3's imaginary-axis
@@ -130,14 +130,8 @@ class NavierStokes2D(Family):
         amplitude[0, 0] = 0.0  # zero mean
         return resolution * torch.fft.irfft2(torch.fft.rfft2(noise) * amplitude, s=(resolution, resolution))
 
-    def _frames(
-        self,
-        initial: torch.Tensor,
-        values: Mapping[str, float],
-        n_frames: int,
-        dt_frame: float,
-        options: Mapping[str, Any],
-    ) -> Iterator[torch.Tensor]:
+    def _frames(self, initial: torch.Tensor, run: FrameRun) -> Iterator[torch.Tensor]:
+        values, n_frames, dt_frame, options = run
         saved = initial.shape[-1]
         nu = values["nu"]
         fine = options["sim_resolution"] or self.simulation_resolution(saved, nu)
