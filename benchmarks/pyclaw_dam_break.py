@@ -97,7 +97,8 @@ def child(out: Path) -> None:
 def pyclaw_cases(python: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "pyclaw.json"
-        subprocess.run([python, __file__, "--child", str(out)], check=True)
+        # In the scratch folder: pyclaw writes its log file into the working directory.
+        subprocess.run([python, str(Path(__file__).resolve()), "--child", str(out)], check=True, cwd=scratch)
         return json.loads(out.read_text())
 
 
