@@ -168,7 +168,7 @@ def family_regimes(
 def run(args: argparse.Namespace) -> int:
     from .. import families
     from ..io import load_model, save_model
-    from ..training import finetune_endpoints
+    from ..training import TrainingSettings, finetune_endpoints
 
     values = parameter_values(args)
     refuse_existing_experts(args.out, list(values), args.overwrite)
@@ -182,21 +182,13 @@ def run(args: argparse.Namespace) -> int:
         regimes, validation = data_file_regimes(args, values), {}
         parameter = args.parameter or "mu"
     check_anchor_fits(anchor, regimes)
+    settings = TrainingSettings(
+        n_epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, scheduler=args.scheduler, seed=args.seed,
+        device=args.device, progress=not args.no_progress,
+    )
     experts = finetune_endpoints(
-        anchor,
-        regimes,
-        n_epochs=args.epochs,
-        parameter=parameter,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        scheduler=args.scheduler,
-        seed=args.seed,
-        trainable=args.trainable,
-        val_trajectories=validation,
-        checkpoint_dir=args.checkpoint_dir,
-        resume_from=args.checkpoint_dir if args.resume else None,
-        device=args.device,
-        progress=not args.no_progress,
+        anchor, regimes, parameter=parameter, settings=settings, trainable=args.trainable, val_trajectories=validation,
+        checkpoint_dir=args.checkpoint_dir, resume_from=args.checkpoint_dir if args.resume else None,
     )
     for name, expert in experts.items():
         path = save_model(expert, args.out, name=name, overwrite=args.overwrite)
