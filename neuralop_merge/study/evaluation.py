@@ -27,7 +27,7 @@ from ..coordinates import AffineMap
 from ..merging import merge
 from ..metrics import future_error, relative_l2, vrmse
 from ..rollout import rollout
-from .config import StudyConfig
+from .config import Regimes, StudyConfig
 from .data import Regime, StudyData
 from .models import Conditioned, Models
 from .records import MethodScores, RegimeRecord, SeedRecord, Selection
@@ -211,18 +211,19 @@ def regime_methods(config: StudyConfig, ccm: CCM, calibrated: CCM, models: Model
     return scored
 
 
+def merge_line(regimes: Regimes, anchor: nn.Module, low: nn.Module, high: nn.Module) -> CCM:
+    """The merge line θ(α) through ``low`` and ``high``, reading coordinates on the study's axis."""
+    return CCM(anchor, low, high, low_coord=regimes.low, high_coord=regimes.high, transform=regimes.transform)
+
+
 def evaluate_seed(config: StudyConfig, data: StudyData, models: Models, seed: int, *,
                   device: str = "cpu", progress: bool = True) -> SeedRecord:
     """Every method on every test regime of one seed."""
     regimes = config.regimes
-
-    def merge_line() -> CCM:
-        return CCM(models.anchor, models.low, models.high, low_coord=regimes.low, high_coord=regimes.high,
-                   transform=regimes.transform)
-
-    ccm = merge_line()
+    ccm = merge_line(regimes, models.anchor, models.low, models.high)
     selection = select_on_validation(config, ccm, models, data.validation, device=device, progress=progress)
-    calibrated = merge_line()  # its own object: calibrate() changes how the line reads coordinates
+    # Its own object: calibrate() changes how the line reads coordinates.
+    calibrated = merge_line(regimes, models.anchor, models.low, models.high)
     calibrated.calibrate(selection.bank)
     tests = [regime for split in regimes.test for regime in data.test[split]]
     records = test_records(config, ccm, calibrated, models, selection, tests, device, progress)
@@ -268,4 +269,4 @@ def snapshot(config: StudyConfig, regime: Regime, ccm: CCM, calibrated: CCM, mod
     return {"mu": regime.mu, "c": regime.c, "frames": frames, "fields": arrays}
 
 
-__all__ = ["FAILURE_ERROR", "Scores", "alpha_grid", "evaluate_seed", "persistence", "score", "select_variant"]
+__all__ = ["FAILURE_ERROR", "Scores", "alpha_grid", "evaluate_seed", "merge_line", "persistence", "score", "select_variant"]

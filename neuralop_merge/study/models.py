@@ -148,6 +148,16 @@ class SeedTrainer:
         return {name: ProcessedModel(net, anchor.processor) for name, net in nets.items()}
 
 
+def conditioned_data(data: StudyData, noise: float) -> tuple[TrainingSet, IncrementDataProcessor]:
+    """Support and endpoint data pooled for a network fed the coordinate c, and its fitted processor."""
+    pooled = TrainingSet.pooled([data.support, data.low, data.high])
+    processor = IncrementDataProcessor.fit(
+        with_coordinate_channel(pooled.trajectories, pooled.coordinates),
+        state_channels=data.support.trajectories.shape[2], noise=noise,
+    )
+    return pooled, processor
+
+
 def train_models(
     config: StudyConfig, data: StudyData, seed: int, *, device: str = "cpu", progress: bool = True, log: Log = print
 ) -> Models:
@@ -164,10 +174,7 @@ def train_models(
     log(f"  anchor_extra: the anchor trained on for the experts' {expert_steps} steps")
     extra = runs.fit("anchor_extra", copy.deepcopy(anchor.net), data.support, processor, expert_steps, train.expert_lr)
     log("  parameter-conditioned FNO on the same data")
-    pooled = TrainingSet.pooled([data.support, data.low, data.high])
-    cond_processor = IncrementDataProcessor.fit(
-        with_coordinate_channel(pooled.trajectories, pooled.coordinates), state_channels=channels, noise=train.noise
-    )
+    pooled, cond_processor = conditioned_data(data, train.noise)
     conditioned = runs.fit(
         "conditioned", build_fno(config, channels + 1, channels, seed, "conditioned"), pooled, cond_processor,
         runs.steps["anchor"] + expert_steps, train.lr, conditioned=True,
@@ -175,4 +182,4 @@ def train_models(
     return Models(anchor, experts["low"], experts["high"], extra, conditioned, runs.steps, runs.seconds)
 
 
-__all__ = ["Conditioned", "Models", "SeedTrainer", "build_fno", "train_models", "with_coordinate_channel"]
+__all__ = ["Conditioned", "Models", "SeedTrainer", "build_fno", "conditioned_data", "train_models", "with_coordinate_channel"]

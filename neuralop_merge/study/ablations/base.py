@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ from ...diagnostics import json_safe
 from ...io import load_model, save_model
 from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import StudyConfig, get_config
-from ..data import StudyData, generate_data
-from ..evaluation import ERROR_CAP, FAILURE_ERROR, log_error, score
+from ..data import Regime, StudyData, generate_data
+from ..evaluation import ERROR_CAP, FAILURE_ERROR, log_error, merge_line, prefix_scores, score
 from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest
 from ..report import summary as seed_summary
@@ -83,9 +83,7 @@ class SeedLine:
 
     def ccm(self) -> CCM:
         """The merge line θ(α) of this seed, reading coordinates on the study's axis."""
-        regimes = self.config.regimes
-        return CCM(self.anchor, self.low, self.high, low_coord=regimes.low, high_coord=regimes.high,
-                   transform=regimes.transform)
+        return merge_line(self.config.regimes, self.anchor, self.low, self.high)
 
     def tests(self, split: str) -> list:
         """The test regimes of ``split`` ("support", "id", "interp" or "ood")."""
@@ -152,13 +150,19 @@ def seed_line(settings: AblationSettings, config: StudyConfig, seed: int, *, net
     return SeedLine(config, seed, data, models["anchor"], models["low"], models["high"])
 
 
-def with_prefix(config: StudyConfig, k: int) -> StudyConfig:
-    return replace(config, prefix_k=k)
-
-
 def errors(model: nn.Module, regimes: Sequence, k: int, device: str = "cpu") -> list[float]:
     """Future-frame relative L2 of ``model`` on every trajectory of ``regimes``."""
     return [value for regime in regimes for value in score(model, regime.trajectories, k, device).rel_l2.tolist()]
+
+
+def per_regime(model_for: Callable[[Regime], nn.Module], regimes: Sequence[Regime], k: int) -> list[float]:
+    """Errors of the model ``model_for(regime)`` on each regime's trajectories, regime after regime."""
+    return [value for regime in regimes for value in errors(model_for(regime), [regime], k)]
+
+
+def prefix_errors(ccm: CCM, regimes: Sequence[Regime], config: StudyConfig, device: str = "cpu") -> list[float]:
+    """CCM-Prefix's future-frame errors (α from each trajectory's own prefix) on every trajectory of ``regimes``."""
+    return [value for regime in regimes for value in prefix_scores(ccm, regime.trajectories, config, device)[0].rel_l2.tolist()]
 
 
 def summary(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:
@@ -219,6 +223,6 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 
 __all__ = [
-    "AblationOutput", "AblationSettings", "SeedLine", "cached_nets", "errors", "interval", "load_data",
-    "ratio_summary", "reduction", "seed_line", "summary", "train_line", "with_prefix", "write_outputs",
+    "AblationOutput", "AblationSettings", "SeedLine", "cached_nets", "errors", "interval", "load_data", "per_regime",
+    "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
 ]

@@ -22,7 +22,7 @@ from ...coordinates import AffineMap
 from ...plots import plot_series
 from ..data import Regime, regimes_at
 from ..evaluation import alpha_grid, regime_means, sweep
-from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, ratio_summary, seed_line, summary
+from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
 
 NAME = "calibration_bank"
 FAMILIES = ("diffreact", "ns2d", "dam_break")
@@ -58,17 +58,13 @@ def seed_errors(settings: AblationSettings, line: SeedLine) -> dict[str, Any]:
     """OOD errors of the anchor, the identity map and every bank's map, and the maps, of one seed."""
     best = best_alphas(line, calibration_regimes(settings, line))
     ccm, k, ood = line.ccm(), line.config.prefix_k, line.tests("ood")
-    table: dict[str, Any] = {"anchor": errors(line.anchor, ood, k), "identity": errors_at(ccm, ood, k, lambda c: c)}
+    table: dict[str, Any] = {"anchor": errors(line.anchor, ood, k), "identity": per_regime(lambda r: ccm.at(r.c), ood, k)}
     maps = {}
     for name, bank in BANKS.items():
         mapping = AffineMap.fit((c, best[c]) for c in bank)
         maps[name] = {"slope": mapping.slope, "intercept": mapping.intercept}
-        table[name] = errors_at(ccm, ood, k, mapping)
+        table[name] = per_regime(lambda r: ccm.at(float(mapping(r.c))), ood, k)
     return {"errors": table, "maps": maps, "best_alpha": {str(c): a for c, a in best.items()}}
-
-
-def errors_at(ccm, regimes: list[Regime], k: int, alpha_of) -> list[float]:
-    return [e for regime in regimes for e in errors(ccm.at(float(alpha_of(regime.c))), [regime], k)]
 
 
 def run(settings: AblationSettings) -> AblationOutput:

@@ -23,7 +23,7 @@ import numpy as np
 from ...plots import plot_series
 from ..config import SPLITS
 from ..evaluation import log_error, score
-from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, ratio_summary, seed_line, summary
+from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
 
 NAME = "ccm_plane"
 FAMILIES = ("dam_break", "diffreact", "ns2d")
@@ -48,28 +48,27 @@ def calibrated_beta(line: SeedLine) -> tuple[float, float]:
     return float(intercept), float(slope)
 
 
-def seed_errors(line: SeedLine) -> dict[str, dict[str, list[float]]]:
-    """``{split: {method: errors}}`` of one seed."""
+def seed_errors(line: SeedLine) -> tuple[dict[str, dict[str, list[float]]], dict[str, float]]:
+    """``{split: {method: errors}}`` of one seed, and its calibrated β = a + b·|c| as ``{intercept, slope}``."""
     ccm, k = line.ccm(), line.config.prefix_k
     a, b = calibrated_beta(line)
+    rules = {"ccm_plane": coordinate_beta, "ccm_plane_calibrated": lambda c: float(np.clip(a + b * abs(c), 0.0, 1.5)),
+             "ccm": lambda c: 1.0}
     table: dict[str, dict[str, list[float]]] = {}
     for split in SPLITS:
         regimes = line.tests(split)
         table[split] = {"anchor": errors(line.anchor, regimes, k)}
-        rules = {"ccm_plane": coordinate_beta, "ccm_plane_calibrated": lambda c: float(np.clip(a + b * abs(c), 0.0, 1.5)),
-                 "ccm": lambda c: 1.0}
         for name, beta in rules.items():
-            table[split][name] = [e for regime in regimes for e in errors(ccm.at(regime.c, beta=beta(regime.c)), [regime], k)]
-    table["calibration"] = {"intercept": [a], "slope": [b]}
-    return table
+            table[split][name] = per_regime(lambda regime: ccm.at(regime.c, beta=beta(regime.c)), regimes, k)
+    return table, {"intercept": a, "slope": b}
 
 
 def run(settings: AblationSettings) -> AblationOutput:
     families = settings.families or FAMILIES
     results: dict[str, Any] = {"plane": {}, "by_family": {}}
     for family in families:
-        seeds = [seed_errors(seed_line(settings, settings.config(family), seed)) for seed in settings.seeds]
-        results["by_family"][family] = family_summary(seeds)
+        seeds, calibration = zip(*(seed_errors(seed_line(settings, settings.config(family), seed)) for seed in settings.seeds))
+        results["by_family"][family] = {**family_summary(seeds), "beta_calibration": list(calibration)}
     results["plane"] = results["by_family"][families[0]]["splits"]
     figures = {f"ccm_plane_{family}": figure(family, table) for family, table in results["by_family"].items()}
     return AblationOutput(results, markdown(results["by_family"]), figures)
@@ -79,8 +78,7 @@ def family_summary(seeds: list[dict[str, dict[str, list[float]]]]) -> dict[str, 
     splits = {split: {method: summary([seed[split][method] for seed in seeds]) for method in METHODS} for split in SPLITS}
     ratios = {split: {f"{method}_vs_anchor": ratio_summary([s[split][method] for s in seeds], [s[split]["anchor"] for s in seeds])
                       for method in METHODS[:3]} for split in SPLITS}
-    calibration = [{"intercept": s["calibration"]["intercept"][0], "slope": s["calibration"]["slope"][0]} for s in seeds]
-    return {"splits": splits, "ratios": ratios, "beta_calibration": calibration}
+    return {"splits": splits, "ratios": ratios}
 
 
 def figure(family: str, table: dict[str, Any]):

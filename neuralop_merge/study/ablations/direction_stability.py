@@ -29,8 +29,9 @@ from ...plots import plot_series
 from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import StudyConfig
 from ..data import training_set
-from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, seed_line, summary,
-                   train_line)
+from ..evaluation import merge_line
+from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, seed_line,
+                   summary, train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -90,16 +91,8 @@ def other_endpoints(settings: AblationSettings, config: StudyConfig, seed: int) 
     return {role: training_set(config, seed, role, (c,), n, settings.device, folder) for role, c in (("low", -1.0), ("high", 1.0))}
 
 
-def line_of(line: SeedLine, nets: dict, processor: IncrementDataProcessor) -> CCM:
-    regimes = line.config.regimes
-    models = {name: ProcessedModel(net, processor) for name, net in nets.items()}
-    return CCM(models["anchor"], models["low"], models["high"], low_coord=regimes.low, high_coord=regimes.high,
-               transform=regimes.transform)
-
-
 def ood_errors(ccm: CCM, line: SeedLine) -> list[float]:
-    k = line.config.prefix_k
-    return [e for regime in line.tests("ood") for e in errors(ccm.at(regime.c), [regime], k)]
+    return per_regime(lambda regime: ccm.at(regime.c), line.tests("ood"), line.config.prefix_k)
 
 
 def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
@@ -111,7 +104,7 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
     for key in PERTURBATIONS:
         settings.log(f"  {family} seed {seed}: {key}")
         nets = perturbed_nets(settings, line, processor, key)
-        ccm = line_of(line, nets, processor)
+        ccm = merge_line(line.config.regimes, *(ProcessedModel(nets[name], processor) for name in ("anchor", "low", "high")))
         out[key] = {"cos": direction_cosines(reference.delta_direction, ccm.delta_direction), "ood": ood_errors(ccm, line),
                     "steps": {name: int(getattr(net, "provenance", {}).get("steps", -1)) for name, net in nets.items()}}
     return out

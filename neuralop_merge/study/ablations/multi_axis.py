@@ -36,7 +36,7 @@ experts are from lying on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -47,10 +47,11 @@ from ...plots import plot_series
 from ...surface import CCMSurface
 from ...training.processing import ProcessedModel
 from ..config import SPLITS, Regimes, StudyConfig
-from ..data import Regime, TrainingSet, data_seed, training_set
-from ..evaluation import score
+from ..data import TrainingSet, data_seed, training_set
+from ..evaluation import merge_line, score
 from ..models import SeedTrainer
-from .base import AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, ratio_summary, seed_line, summary
+from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, ratio_summary,
+                   seed_line, summary)
 
 NAME = "multi_axis"
 FAMILIES = ("dam_break", "diffreact")
@@ -120,12 +121,6 @@ def one_axis_errors(settings: AblationSettings, line: SeedLine) -> dict[str, Any
     return table
 
 
-def per_regime(model_for: Callable[[Regime], torch.nn.Module], regimes: Sequence[Regime], k: int) -> list[float]:
-    """Errors of the model ``model_for(regime)`` on each regime's trajectories, regime after regime."""
-    return [value for regime in regimes for value in errors(model_for(regime), [regime], k)]
-
-
-# -- two axes -----------------------------------------------------------------------------------
 def second_axis(family: str) -> tuple[str, Regimes]:
     """The name of ``family``'s second axis and its coordinate, with the family's transform."""
     name, regimes = SECOND_AXIS[family]
@@ -186,7 +181,7 @@ def box_lines(line: SeedLine, experts: Mapping[str, ProcessedModel]) -> dict[flo
     regimes = line.config.regimes
 
     def along(low: ProcessedModel, high: ProcessedModel) -> CCM:
-        return CCM(line.anchor, low, high, low_coord=regimes.low, high_coord=regimes.high, transform=regimes.transform)
+        return merge_line(regimes, line.anchor, low, high)
 
     return {0.0: line.ccm(), -1.0: along(experts["low_low"], experts["high_low"]),
             1.0: along(experts["low_high"], experts["high_high"])}

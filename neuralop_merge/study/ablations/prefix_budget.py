@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ...plots import plot_series
 from ..evaluation import predict, score_prediction
 from .base import AblationOutput, AblationSettings, SeedLine, interval, reduction, seed_line, summary
@@ -23,7 +25,7 @@ FAMILIES = ("diffreact", "ns2d", "dam_break")
 BUDGETS = (1, 2, 4, 8)
 
 
-def prefix_errors(line: SeedLine, k: int, common_k: int) -> tuple[list[float], list[float], list[float]]:
+def budget_errors(line: SeedLine, k: int, common_k: int) -> tuple[list[float], list[float], list[float]]:
     """Future and common-frame errors of CCM-Prefix with ``k`` observed frames, and its α, per OOD trajectory."""
     config, ccm = line.config, line.ccm()
     future, common, alphas = [], [], []
@@ -38,9 +40,13 @@ def prefix_errors(line: SeedLine, k: int, common_k: int) -> tuple[list[float], l
     return future, common, alphas
 
 
-def anchor_errors(line: SeedLine, k: int) -> list[float]:
-    return [value for regime in line.tests("ood")
-            for value in score_prediction(predict(line.anchor, regime.trajectories, "cpu"), regime.trajectories, k).rel_l2.tolist()]
+def anchor_rollouts(line: SeedLine) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The anchor's rollout and the truth of each OOD regime: rolled out once, scored at every k."""
+    return [(predict(line.anchor, regime.trajectories, "cpu"), regime.trajectories) for regime in line.tests("ood")]
+
+
+def anchor_errors(rollouts: list[tuple[torch.Tensor, torch.Tensor]], k: int) -> list[float]:
+    return [value for pred, truth in rollouts for value in score_prediction(pred, truth, k).rel_l2.tolist()]
 
 
 def family_budget(settings: AblationSettings, family: str) -> dict[str, Any]:
@@ -50,13 +56,14 @@ def family_budget(settings: AblationSettings, family: str) -> dict[str, Any]:
     anchor_common = []
     for seed in settings.seeds:
         line = seed_line(settings, settings.config(family), seed)
+        rollouts = anchor_rollouts(line)
         for index, k in enumerate(BUDGETS):
-            future, common, alphas = prefix_errors(line, k, common_k)
+            future, common, alphas = budget_errors(line, k, common_k)
             cells["future"][index].append(future)
             cells["common"][index].append(common)
             cells["alpha"][index].append(alphas)
-            cells["anchor"][index].append(anchor_errors(line, k))
-        anchor_common.append(anchor_errors(line, common_k))
+            cells["anchor"][index].append(anchor_errors(rollouts, k))
+        anchor_common.append(anchor_errors(rollouts, common_k))
     detail = {name: [summary(per_seed) for per_seed in cells[name]] for name in ("future", "common", "anchor")}
     detail["anchor_common"] = summary(anchor_common)
     detail["alpha"] = [[a for seed in per_seed for a in seed] for per_seed in cells["alpha"]]

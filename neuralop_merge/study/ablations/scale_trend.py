@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...plots import plot_series
-from ..evaluation import prefix_scores
-from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, ratio_summary, reduction, seed_line, summary
+from .base import (AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, prefix_errors, ratio_summary,
+                   reduction, seed_line, summary)
 
 NAME = "scale_trend"
 FAMILIES = ("diffreact",)
@@ -22,10 +22,8 @@ METHODS = ("anchor", "ccm_coord", "ccm_prefix")
 
 def seed_errors(line: SeedLine) -> dict[str, list[float]]:
     ccm, k, ood = line.ccm(), line.config.prefix_k, line.tests("ood")
-    prefix = [e for regime in ood for e in prefix_scores(ccm, regime.trajectories, line.config, "cpu")[0].rel_l2.tolist()]
-    return {"anchor": errors(line.anchor, ood, k),
-            "ccm_coord": [e for regime in ood for e in errors(ccm.at(regime.c), [regime], k)],
-            "ccm_prefix": prefix}
+    return {"anchor": errors(line.anchor, ood, k), "ccm_coord": per_regime(lambda r: ccm.at(r.c), ood, k),
+            "ccm_prefix": prefix_errors(ccm, ood, line.config)}
 
 
 def width_results(settings: AblationSettings, family: str, width: int) -> dict[str, Any]:

@@ -28,14 +28,12 @@ from torch import nn
 from ...backbones import DPOTLite
 from ...merging import merge
 from ...plots import plot_series
+from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ...training.seeding import derive_seed
 from ..config import SPLITS, StudyConfig
-from ..data import TrainingSet
-from ...training.processing import IncrementDataProcessor, ProcessedModel
-from ..evaluation import prefix_scores
-from ..models import Conditioned, SeedTrainer, build_fno, with_coordinate_channel
-from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, ratio_summary, seed_line,
-                   summary)
+from ..models import Conditioned, SeedTrainer, build_fno, conditioned_data
+from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, prefix_errors,
+                   ratio_summary, seed_line, summary)
 
 NAME = "strong_baselines"
 FAMILIES = ("dam_break",)
@@ -80,9 +78,7 @@ def conditioned_nets(settings: AblationSettings, line: SeedLine) -> tuple[dict[s
     """Both conditioned networks of one seed, trained on pooled support and endpoint data (cached)."""
     config, data, seed = line.config, line.data, line.seed
     channels = data.support.trajectories.shape[2]
-    pooled = TrainingSet.pooled([data.support, data.low, data.high])
-    processor = IncrementDataProcessor.fit(with_coordinate_channel(pooled.trajectories, pooled.coordinates),
-                                           state_channels=channels, noise=config.train.noise)
+    pooled, processor = conditioned_data(data, config.train.noise)
     budget = sum(int(model.net.provenance["steps"]) for model in (line.anchor, line.low, line.high))
 
     def fresh(name: str) -> nn.Module:
@@ -104,9 +100,8 @@ def conditioned_nets(settings: AblationSettings, line: SeedLine) -> tuple[dict[s
 def line_errors(line: SeedLine, regimes: list) -> dict[str, list[float]]:
     """The anchor's and the merge line's (identity CCM-Coord, CCM-Prefix) errors on ``regimes``."""
     ccm, k = line.ccm(), line.config.prefix_k
-    return {"anchor": errors(line.anchor, regimes, k),
-            "ccm_coord": [e for r in regimes for e in errors(ccm.at(r.c), [r], k)],
-            "ccm_prefix": [e for r in regimes for e in prefix_scores(ccm, r.trajectories, line.config, "cpu")[0].rel_l2.tolist()]}
+    return {"anchor": errors(line.anchor, regimes, k), "ccm_coord": per_regime(lambda r: ccm.at(r.c), regimes, k),
+            "ccm_prefix": prefix_errors(ccm, regimes, line.config)}
 
 
 def seed_errors(settings: AblationSettings, line: SeedLine) -> dict[str, dict[str, list[float]]]:
@@ -118,7 +113,7 @@ def seed_errors(settings: AblationSettings, line: SeedLine) -> dict[str, dict[st
         row = line_errors(line, regimes)
         for name, net in nets.items():
             model = ProcessedModel(net, processor)
-            row[name] = [e for r in regimes for e in errors(Conditioned(model, r.c), [r], line.config.prefix_k)]
+            row[name] = per_regime(lambda r: Conditioned(model, r.c), regimes, line.config.prefix_k)
         table[split] = row
     return table
 
