@@ -8,7 +8,6 @@ neuraloperator's layout) and :func:`rollout` (autoregressive evaluation).
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
@@ -25,6 +24,7 @@ from .errors import (
     TrainingError,
     UnsafeCheckpointError,
 )
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -48,13 +48,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, _, attribute = _LAZY[name].partition(":")
-    value = getattr(importlib.import_module(f".{module}", __name__), attribute or name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

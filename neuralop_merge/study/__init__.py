@@ -12,22 +12,14 @@ Modules, in pipeline order: :mod:`.config` (the pre-registered protocol), :mod:`
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ..lazy import lazy_getattr
 from .config import FAMILIES, PUBLISHED_OOD_REDUCTION, SCALES, SPLITS, StudyConfig, StudyConfigError, get_config
 
 # The pipeline and the records import torch; the configuration does not. They load on first use
 # (PEP 562), so that ``neuralop-merge demo --help`` builds its options without torch.
 _LAZY = {"run_seed": "pipeline", "run_study": "pipeline", "METHODS": "records"}
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "FAMILIES",
