@@ -97,10 +97,10 @@ class TrainingSettings:
 
     def optimizer_record(self) -> dict[str, Any]:
         """The optimizer settings as recorded in provenance."""
-        record = {"name": "AdamW", "lr": self.lr, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip}
+        record = {"lr": self.lr, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip}
         if self.optimizer == "sgd":
-            record.update(name="SGD", momentum=self.momentum, nesterov=True)
-        return record
+            return {"name": "SGD", **record, "momentum": self.momentum, "nesterov": True}
+        return {"name": "AdamW", **record}
 
     def scheduler_record(self) -> dict[str, Any]:
         """The scheduler settings as recorded in provenance."""
