@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..atomic import write_text
 from .config import StudyConfig, StudyConfigError
@@ -37,6 +38,13 @@ def config_digest(config: StudyConfig) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def describe_device(device: str) -> str:
+    """``device`` with the accelerator's name, so that a record says what hardware made its numbers."""
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
+
+
 def run_seed(config: StudyConfig, seed: int, *, device: str = "cpu", progress: bool = True, log: Log = print) -> SeedRecord:
     """Everything for one seed: data, training, evaluation."""
     started = time.perf_counter()
@@ -48,6 +56,7 @@ def run_seed(config: StudyConfig, seed: int, *, device: str = "cpu", progress: b
     start = time.perf_counter()
     record = evaluate_seed(config, data, models, seed, device=device, progress=progress)
     record.steps = models.steps
+    record.device = describe_device(device)
     record.seconds = {
         "data": data_seconds, **models.seconds, "evaluation": time.perf_counter() - start,
         "total": time.perf_counter() - started,
@@ -106,4 +115,4 @@ def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", prog
     return write_outputs(config, records, out, command=command, device=device, figures=figures)
 
 
-__all__ = ["config_digest", "load_record", "run_seed", "run_study", "save_record"]
+__all__ = ["config_digest", "describe_device", "load_record", "run_seed", "run_study", "save_record"]

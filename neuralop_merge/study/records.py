@@ -107,6 +107,8 @@ class SeedRecord:
     steps: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     snapshot: dict[str, Any] | None = None
+    #: Where the seed ran ("cpu", "cuda (NVIDIA H200)"); empty in records older than this field.
+    device: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The compact JSON form (rounded per-trajectory values)."""
@@ -130,7 +132,8 @@ class SeedRecord:
             for r in data["regimes"]
         ]
         selection = Selection(**{**data["selection"], "bank": [tuple(pair) for pair in data["selection"]["bank"]]})
-        return cls(data["seed"], data["alphas"], selection, regimes, data["steps"], data["seconds"])
+        return cls(data["seed"], data["alphas"], selection, regimes, data["steps"], data["seconds"],
+                   device=data.get("device", ""))
 
 
 __all__ = ["CCM_VARIANTS", "LABELS", "METHODS", "SNAPSHOT_FILE", "MethodScores", "RegimeRecord", "Selection", "SeedRecord"]

@@ -195,7 +195,8 @@ def aggregate(config: StudyConfig, records: list[SeedRecord], *, command: str = 
         "steps": [{"seed": r.seed, **r.steps} for r in records],
         "seconds": [{"seed": r.seed, **{k: round(v, 1) for k, v in r.seconds.items()}} for r in records],
         "config": config.to_dict(),
-        "device": device,
+        # The seeds' own devices where their records say (seeds may run apart, on other machines).
+        "device": ", ".join(sorted({r.device for r in records if r.device})) or device,
         "platform": platform.platform(),
     }
 
