@@ -102,6 +102,7 @@ def rollout(
     compute_device = resolve_device(model, x0, device)
     if device is not None:  # otherwise the model is already where it computes
         model.to(compute_device)
+    forget_grids_elsewhere(model, compute_device)
     if amp is not None:
         check_amp_supported(amp, compute_device, frames.shape[3:])
     trajectory = torch.empty(
@@ -207,6 +208,28 @@ def check_amp_supported(amp: str, device: torch.device, spatial_shape: torch.Siz
             f"amp={amp!r} on CUDA needs power-of-two spatial sizes "
             f"(cuFFT half precision), got {size}; use amp=None"
         )
+
+
+def forget_grids_elsewhere(model: nn.Module, device: torch.device) -> None:
+    """Drop positional-grid caches that live on another device than ``device``.
+
+    neuraloperator's grid embeddings cache their last grid in a plain attribute, which
+    ``model.to(...)`` does not move; a model that ran on CUDA and then on the CPU would
+    concatenate its CPU input with the cached CUDA grid. Dropping the cache makes the
+    embedding rebuild it where the model now computes.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Model whose sub-modules may hold a cached ``_grid`` (tensor or sequence of tensors).
+    device : torch.device
+        Where the model computes.
+    """
+    for module in model.modules():
+        grid = getattr(module, "_grid", None)
+        tensors = [grid] if isinstance(grid, Tensor) else list(grid) if isinstance(grid, (list, tuple)) else []
+        if any(isinstance(t, Tensor) and t.device != device for t in tensors):
+            module._grid = None
 
 
 def to_device(tensor: Tensor, device: torch.device) -> Tensor:

@@ -105,10 +105,26 @@ def test_bad_arguments_are_refused():
         rollout(small_fno(out_channels=1), x0, 1)
 
 
+def test_a_grid_cached_on_another_device_is_rebuilt():
+    # neuraloperator caches its positional grid outside the state and model.to() does not move
+    # it; the meta device stands in for the GPU a model ran on before it came back to the CPU.
+    model = small_fno()
+    x0 = torch.randn(2, 2, 16, 16)
+    expected = naive_rollout(small_fno(), [x0], 2)
+    embedding = model.positional_embedding
+    embedding.grid(torch.Size([16, 16]), device="meta", dtype=torch.float32)
+    assert embedding._grid[0].device.type == "meta"
+    assert torch.equal(rollout(model, x0, 2), expected)
+    assert embedding._grid[0].device.type == "cpu"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_rollout_returns_on_the_input_device():
     model = small_fno().cuda()
     x0 = torch.randn(3, 2, 16, 16)
     trajectory = rollout(model, x0, 3, max_batch=2)
     assert trajectory.device == x0.device
-    torch.testing.assert_close(trajectory, naive_rollout(model.cpu(), [x0], 3), rtol=1e-4, atol=1e-4)
+    expected = naive_rollout(small_fno(), [x0], 3)
+    torch.testing.assert_close(trajectory, expected, rtol=1e-4, atol=1e-4)
+    # The same model back on the CPU: its grid cache from the GPU must not leak into the rollout.
+    torch.testing.assert_close(rollout(model.cpu(), x0, 3), expected, rtol=1e-4, atol=1e-4)
