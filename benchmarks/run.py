@@ -172,7 +172,9 @@ def bench_rollout(quick: bool) -> dict[str, Any]:
         )
         if device.type == "cuda":
             timings.update(_cuda_variants(model, x0, n_steps, repeats))
-        steps_per_s = {k.replace("_s", "_steps_per_s"): round(n_steps / v, 2) for k, v in timings.items()}
+        steps_per_s = {  # a variant that failed to compile left its error message instead of a time
+            k.replace("_s", "_steps_per_s"): round(n_steps / v, 2) for k, v in timings.items() if isinstance(v, float)
+        }
         results[f"{size}x{size}"] = {"batch": batch, "n_steps": n_steps, **timings, **steps_per_s}
     speedups = [r["naive_loop_s"] / r["rollout_s"] for r in results.values()]
     return headline(min(speedups), ROLLOUT_TARGET, at_least=True, per_size=results)
@@ -216,7 +218,8 @@ def _cuda_variants(model: nn.Module, x0: Tensor, n_steps: int, repeats: int) -> 
         try:
             timings[f"rollout_{label}_s"] = best_time(lambda: rollout(model, x0, n_steps, compile=mode), repeats)
         except Exception as error:  # a missing compiler toolchain must not lose the other numbers
-            timings[f"rollout_{label}_error"] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            first_line = next(iter(str(error).splitlines()), "")  # some compiler errors carry no message
+            timings[f"rollout_{label}_error"] = f"{type(error).__name__}: {first_line}"
     return timings
 
 
