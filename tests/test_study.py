@@ -113,6 +113,18 @@ def test_records_round_trip_through_their_compact_json():
     assert again.regimes[0].methods["anchor"].rel_l2 == [0.12346]
     assert again.regimes[0].methods["ccm_prefix"].rel_l2 == [math.inf]
     assert again.selection == record.selection and again.seed == 7
+    assert again.device == ""  # records written before the device field still load
+    record.device = "cuda (NVIDIA H200)"
+    assert SeedRecord.from_json(json.loads(json.dumps(record.to_json()))).device == "cuda (NVIDIA H200)"
+
+
+def test_the_medium_scale_keeps_the_small_model_and_recipe_with_more_data_and_steps():
+    for family in ("diffreact", "ns2d", "dam_break"):
+        small, medium = get_config(family, "small"), get_config(family, "medium")
+        assert medium.model == small.model and medium.regimes == small.regimes
+        assert (medium.train.lr, medium.train.expert_lr, medium.train.noise) == (small.train.lr, small.train.expert_lr, small.train.noise)
+        assert medium.data.n_support > small.data.n_support and medium.data.n_holdout > small.data.n_holdout
+        assert medium.train.anchor_max_steps > small.train.anchor_max_steps
 
 
 # -- end to end, tiny ---------------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def write_markdown(results: dict[str, Any], path: Path, figures: list[str]) -> N
     lines = [
         f"# CCM study: {results['family']} ({results['scale']} scale, seeds {results['seeds']})", "",
         "Produced by:", "", "```bash", results["command"] or "(no command recorded)", "```", "",
+        f"Seeds computed on: {results.get('device') or 'unknown'}.", "",
         f"Selected CCM variant (validation regimes only): **{results['selected_ccm']}**. "
         "Errors: relative L2 on the future frames (after the 4 observed ones), mean ± std over seed means.", "",
         "## Are the models competent?", "", *competence_lines(results), "",
