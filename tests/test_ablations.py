@@ -50,7 +50,9 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
     check = {
         "direction_stability": lambda r: {key.split(":")[0] for key in r["perturbations"]}
         == {"lr", "steps", "optimizer", "anchor_seed", "data_seed"}
-        and all({"cos_direction", "ccm_ood"} <= set(cell) for cell in r["perturbations"].values()),
+        and all({"cos_direction", "ccm_ood"} <= set(cell) for cell in r["perturbations"].values())
+        and all(0 < r["by_family"]["dam_break"][run]["expert_vs_anchor"][side]["gm_ratio"] < float("inf")
+                for run in ("reference", "lr:2") for side in ("low", "high")),
         "prefix_budget": lambda r: r["k"] == [1, 2, 4, 8] and len(r["dam_break"]) == 4,
         "scale_trend": lambda r: len(r["widths"]) >= 3 and len(r["ood_reduction"]) == len(r["widths"]),
         "fixed_alpha_frontier": lambda r: len(r["splits"]["ood"]["fixed_alpha"]) == len(r["alphas"])

@@ -4,7 +4,8 @@ The referee's objection to CCM: Δ₋ = (θH − θL)/2 might be an accident of 
 perturbation refits the endpoint experts of a seed with one thing changed and compares its Δ₋
 with the reference run's (the study's recipe), per tensor and over all weights (cosine of the
 flattened update; complex spectral weights as real pairs), then scores the perturbed line's
-identity CCM-Coord (α = c) on the OOD test regimes:
+identity CCM-Coord (α = c) on the OOD test regimes, and each of its experts against its anchor at
+the expert's own endpoint (does the refit expert still carry physics the anchor lacks?):
 
 ``lr:0.5``, ``lr:2``            the experts' learning rate halved / doubled;
 ``steps:0.5``, ``steps:2``      the experts' step cap halved / doubled (the stopping rule scales);
@@ -30,8 +31,8 @@ from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import StudyConfig
 from ..data import training_set
 from ..evaluation import merge_line
-from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, seed_line,
-                   summary, train_line)
+from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, ratio_summary,
+                   seed_line, summary, train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -95,31 +96,56 @@ def ood_errors(ccm: CCM, line: SeedLine) -> list[float]:
     return per_regime(lambda regime: ccm.at(regime.c), line.tests("ood"), line.config.prefix_k)
 
 
+def endpoint_errors(line: SeedLine, models: Mapping[str, ProcessedModel]) -> dict[str, dict[str, list[float]]]:
+    """Each expert's and its anchor's errors at the expert's own endpoint (the ID test trajectories).
+
+    The study's competence rule asks each expert to beat its anchor there; an expert that does not
+    adds no physics on its side, whatever its direction's cosine.
+    """
+    at = {regime.c: [regime] for regime in line.tests("id")}
+    k = line.config.prefix_k
+    return {side: {"expert": errors(models[side], at[c], k), "anchor": errors(models["anchor"], at[c], k)}
+            for side, c in (("low", -1.0), ("high", 1.0))}
+
+
 def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
-    """Reference and perturbed OOD errors and direction cosines of one seed."""
+    """Reference and perturbed OOD errors, direction cosines and endpoint errors of one seed."""
     line = seed_line(settings, settings.config(family), seed)
     processor = line.anchor.processor
     reference = line.ccm()
-    out: dict[str, Any] = {"reference": ood_errors(reference, line), "anchor": errors(line.anchor, line.tests("ood"), line.config.prefix_k)}
+    out: dict[str, Any] = {
+        "reference": ood_errors(reference, line), "anchor": errors(line.anchor, line.tests("ood"), line.config.prefix_k),
+        "reference_endpoints": endpoint_errors(line, {"anchor": line.anchor, "low": line.low, "high": line.high}),
+    }
     for key in PERTURBATIONS:
         settings.log(f"  {family} seed {seed}: {key}")
         nets = perturbed_nets(settings, line, processor, key)
-        ccm = merge_line(line.config.regimes, *(ProcessedModel(nets[name], processor) for name in ("anchor", "low", "high")))
+        models = {name: ProcessedModel(nets[name], processor) for name in ("anchor", "low", "high")}
+        ccm = merge_line(line.config.regimes, models["anchor"], models["low"], models["high"])
         out[key] = {"cos": direction_cosines(reference.delta_direction, ccm.delta_direction), "ood": ood_errors(ccm, line),
+                    "endpoints": endpoint_errors(line, models),
                     "steps": {name: int(getattr(net, "provenance", {}).get("steps", -1)) for name, net in nets.items()}}
     return out
+
+
+def endpoint_gain(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per side, expert / anchor at the expert's endpoint: geometric mean of per-trajectory ratios, seed-clustered CI."""
+    return {side: ratio_summary([s[side]["expert"] for s in seeds], [s[side]["anchor"] for s in seeds])
+            for side in ("low", "high")}
 
 
 def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
     seeds = [seed_results(settings, family, seed) for seed in settings.seeds]
     table: dict[str, Any] = {"reference": {"ccm_ood": summary([s["reference"] for s in seeds]),
-                                           "anchor_ood": summary([s["anchor"] for s in seeds])}}
+                                           "anchor_ood": summary([s["anchor"] for s in seeds]),
+                                           "expert_vs_anchor": endpoint_gain([s["reference_endpoints"] for s in seeds])}}
     for key in PERTURBATIONS:
         layers = seeds[0][key]["cos"].keys()
         table[key] = {
             "cos_direction": float(np.mean([s[key]["cos"]["<overall>"] for s in seeds])),
             "cos_by_layer": {name: float(np.mean([s[key]["cos"][name] for s in seeds])) for name in layers},
             "ccm_ood": summary([s[key]["ood"] for s in seeds]),
+            "expert_vs_anchor": endpoint_gain([s[key]["endpoints"] for s in seeds]),
             "steps": [s[key]["steps"] for s in seeds],
         }
     return table
@@ -140,15 +166,23 @@ def run(settings: AblationSettings) -> AblationOutput:
 
 
 def markdown(by_family: dict[str, Any]) -> str:
-    lines = ["cos(Δ₋, Δ₋ of the reference run) over all weights (mean over seeds), and the perturbed line's "
-             "identity CCM-Coord OOD error (mean relative L2 [95 % CI over seeds]).", "",
-             "| family | run | cos(Δ₋) | CCM-Coord OOD | failures |", "|---|---|---|---|---|"]
+    lines = ["cos(Δ₋, Δ₋ of the reference run) over all weights (mean over seeds), the perturbed line's "
+             "identity CCM-Coord OOD error (mean relative L2 [95 % CI over seeds]), and each expert against its "
+             "anchor at the expert's own endpoint (geometric mean of per-trajectory error ratios on the ID test "
+             "trajectories; below 1: the expert is better).", "",
+             "| family | run | cos(Δ₋) | CCM-Coord OOD | failures | low / anchor at c = −1 | high / anchor at c = +1 |",
+             "|---|---|---|---|---|---|---|"]
     for family, table in by_family.items():
-        lines.append(f"| {family} | anchor | — | {interval(table['reference']['anchor_ood'])} | "
-                     f"{table['reference']['anchor_ood']['failures']} |")
-        lines.append(f"| {family} | reference | 1 | {interval(table['reference']['ccm_ood'])} | "
-                     f"{table['reference']['ccm_ood']['failures']} |")
+        reference = table["reference"]
+        lines.append(f"| {family} | anchor | — | {interval(reference['anchor_ood'])} | {reference['anchor_ood']['failures']} | — | — |")
+        lines.append(f"| {family} | reference | 1 | {interval(reference['ccm_ood'])} | {reference['ccm_ood']['failures']} | "
+                     f"{gains(reference['expert_vs_anchor'])} |")
         for key in PERTURBATIONS:
             row = table[key]
-            lines.append(f"| {family} | {key} | {row['cos_direction']:.3f} | {interval(row['ccm_ood'])} | {row['ccm_ood']['failures']} |")
+            lines.append(f"| {family} | {key} | {row['cos_direction']:.3f} | {interval(row['ccm_ood'])} | "
+                         f"{row['ccm_ood']['failures']} | {gains(row['expert_vs_anchor'])} |")
     return "\n".join(lines)
+
+
+def gains(cells: dict[str, Any]) -> str:
+    return " | ".join(interval(cells[side], digits=3) for side in ("low", "high"))
