@@ -32,14 +32,17 @@ failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 for family in $families; do
   mkdir -p "$out/$family/records"
+  complete=1
   for seed in $seeds; do
     if ! cp -n "$scratch/$family-s$seed/records/seed_$seed.json" "$out/$family/records/"; then
-      echo "$family seed $seed did not finish; its log: $scratch/$family-s$seed.log" >&2; failed=1
+      echo "$family seed $seed did not finish; its log: $scratch/$family-s$seed.log" >&2; failed=1; complete=0
     fi
   done
-  seed_args=$(printf -- '--seed %s ' $seeds)
-  # Every record is there: this run only draws results.json, results.md and the figures.
-  python examples/"$family".py --scale medium --no-progress --out "$out/$family" $seed_args ${EXTRA:-} | tail -n 4
+  # With every record there, this run only draws results.json, results.md and the figures (with one
+  # missing it would train that seed here, on the CPU: rerun the script instead).
+  if [[ $complete == 1 ]]; then
+    python examples/"$family".py --scale medium --no-progress --out "$out/$family" $(printf -- '--seed %s ' $seeds) ${EXTRA:-} | tail -n 4
+  fi
 done
 [[ $failed == 0 ]] && rm -rf "$scratch"  # on failure the logs stay for reading
 exit $failed
