@@ -59,6 +59,8 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         and {"seed", "c", "alpha"} <= set(r["selected_alpha"][0]),
         "calibration_bank": lambda r: {"within", "size_2", "size_3", "size_5", "default"} <= set(r["dam_break"]["vs_anchor"]),
         "strong_baselines": lambda r: {"film_conditioned", "dpot_style"} <= set(r),
+        "endpoint_modes": lambda r: r["modes"] == [8, 16]
+        and all(0 < r["by_modes"][m]["expert_vs_anchor"][side]["gm_ratio"] < float("inf") for m in ("8", "16") for side in ("low", "high")),
         "ccm_plane": lambda r: all({"ccm_plane", "ccm", "anchor"} <= set(r["plane"][split]) for split in ("support", "ood")),
         "multi_axis": lambda r: all({"anchor", "line", "surface_affine", "surface_quadratic"} <= set(r["one_axis"]["dam_break"][split])
                                     for split in ("interp", "id", "ood"))

@@ -13,7 +13,7 @@ L2) and summarizes over seeds with the study's clustered bootstrap.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,24 @@ def prefix_errors(ccm: CCM, regimes: Sequence[Regime], config: StudyConfig, devi
     return [value for regime in regimes for value in prefix_scores(ccm, regime.trajectories, config, device)[0].rel_l2.tolist()]
 
 
+def endpoint_errors(line: SeedLine, models: Mapping[str, ProcessedModel]) -> dict[str, dict[str, list[float]]]:
+    """Each expert's and its anchor's errors at the expert's own endpoint (the ID test trajectories).
+
+    The study's competence rule asks each expert to beat its anchor there; an expert that does not
+    adds no physics on its side, whatever its direction's cosine.
+    """
+    at = {regime.c: [regime] for regime in line.tests("id")}
+    k = line.config.prefix_k
+    return {side: {"expert": errors(models[side], at[c], k), "anchor": errors(models["anchor"], at[c], k)}
+            for side, c in (("low", -1.0), ("high", 1.0))}
+
+
+def endpoint_gain(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per side, expert / anchor at the expert's endpoint: geometric mean of per-trajectory ratios, seed-clustered CI."""
+    return {side: ratio_summary([s[side]["expert"] for s in seeds], [s[side]["anchor"] for s in seeds])
+            for side in ("low", "high")}
+
+
 def summary(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:
     """The study's summary of errors grouped by seed (mean, seed-clustered 95 % CI), and the failure count.
 
@@ -223,6 +241,7 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 
 __all__ = [
-    "AblationOutput", "AblationSettings", "SeedLine", "cached_nets", "errors", "interval", "load_data", "per_regime",
+    "AblationOutput", "AblationSettings", "SeedLine", "cached_nets", "endpoint_errors", "endpoint_gain", "errors", "interval",
+    "load_data", "per_regime",
     "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
 ]

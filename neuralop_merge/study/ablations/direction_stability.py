@@ -31,8 +31,8 @@ from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import StudyConfig
 from ..data import training_set
 from ..evaluation import merge_line
-from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, ratio_summary,
-                   seed_line, summary, train_line)
+from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
+                   interval, per_regime, seed_line, summary, train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -96,18 +96,6 @@ def ood_errors(ccm: CCM, line: SeedLine) -> list[float]:
     return per_regime(lambda regime: ccm.at(regime.c), line.tests("ood"), line.config.prefix_k)
 
 
-def endpoint_errors(line: SeedLine, models: Mapping[str, ProcessedModel]) -> dict[str, dict[str, list[float]]]:
-    """Each expert's and its anchor's errors at the expert's own endpoint (the ID test trajectories).
-
-    The study's competence rule asks each expert to beat its anchor there; an expert that does not
-    adds no physics on its side, whatever its direction's cosine.
-    """
-    at = {regime.c: [regime] for regime in line.tests("id")}
-    k = line.config.prefix_k
-    return {side: {"expert": errors(models[side], at[c], k), "anchor": errors(models["anchor"], at[c], k)}
-            for side, c in (("low", -1.0), ("high", 1.0))}
-
-
 def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
     """Reference and perturbed OOD errors, direction cosines and endpoint errors of one seed."""
     line = seed_line(settings, settings.config(family), seed)
@@ -126,12 +114,6 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
                     "endpoints": endpoint_errors(line, models),
                     "steps": {name: int(getattr(net, "provenance", {}).get("steps", -1)) for name, net in nets.items()}}
     return out
-
-
-def endpoint_gain(seeds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per side, expert / anchor at the expert's endpoint: geometric mean of per-trajectory ratios, seed-clustered CI."""
-    return {side: ratio_summary([s[side]["expert"] for s in seeds], [s[side]["anchor"] for s in seeds])
-            for side in ("low", "high")}
 
 
 def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
