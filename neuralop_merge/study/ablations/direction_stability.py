@@ -32,7 +32,7 @@ from ..config import StudyConfig
 from ..data import training_set
 from ..evaluation import merge_line
 from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
-                   interval, per_regime, seed_line, summary, train_line)
+                   interval, markdown_table, per_regime, seed_line, summary, train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -148,23 +148,23 @@ def run(settings: AblationSettings) -> AblationOutput:
 
 
 def markdown(by_family: dict[str, Any]) -> str:
-    lines = ["cos(Δ₋, Δ₋ of the reference run) over all weights (mean over seeds), the perturbed line's "
-             "identity CCM-Coord OOD error (mean relative L2 [95 % CI over seeds]), and each expert against its "
-             "anchor at the expert's own endpoint (geometric mean of per-trajectory error ratios on the ID test "
-             "trajectories; below 1: the expert is better).", "",
-             "| family | run | cos(Δ₋) | CCM-Coord OOD | failures | low / anchor at c = −1 | high / anchor at c = +1 |",
-             "|---|---|---|---|---|---|---|"]
+    caption = ("cos(Δ₋, Δ₋ of the reference run) over all weights (mean over seeds), the perturbed line's "
+               "identity CCM-Coord OOD error (mean relative L2 [95 % CI over seeds]), and each expert against its "
+               "anchor at the expert's own endpoint (geometric mean of per-trajectory error ratios on the ID test "
+               "trajectories; below 1: the expert is better).")
+    columns = ["family", "run", "cos(Δ₋)", "CCM-Coord OOD", "failures", "low / anchor at c = −1", "high / anchor at c = +1"]
+    rows = []
     for family, table in by_family.items():
         reference = table["reference"]
-        lines.append(f"| {family} | anchor | — | {interval(reference['anchor_ood'])} | {reference['anchor_ood']['failures']} | — | — |")
-        lines.append(f"| {family} | reference | 1 | {interval(reference['ccm_ood'])} | {reference['ccm_ood']['failures']} | "
-                     f"{gains(reference['expert_vs_anchor'])} |")
+        rows.append([family, "anchor", "—", interval(reference["anchor_ood"]), reference["anchor_ood"]["failures"], "—", "—"])
+        rows.append([family, "reference", 1, interval(reference["ccm_ood"]), reference["ccm_ood"]["failures"],
+                     *gains(reference["expert_vs_anchor"])])
         for key in PERTURBATIONS:
             row = table[key]
-            lines.append(f"| {family} | {key} | {row['cos_direction']:.3f} | {interval(row['ccm_ood'])} | "
-                         f"{row['ccm_ood']['failures']} | {gains(row['expert_vs_anchor'])} |")
-    return "\n".join(lines)
+            rows.append([family, key, f"{row['cos_direction']:.3f}", interval(row["ccm_ood"]), row["ccm_ood"]["failures"],
+                         *gains(row["expert_vs_anchor"])])
+    return markdown_table(caption, columns, rows)
 
 
-def gains(cells: dict[str, Any]) -> str:
-    return " | ".join(interval(cells[side], digits=3) for side in ("low", "high"))
+def gains(cells: dict[str, Any]) -> list[str]:
+    return [interval(cells[side], digits=3) for side in ("low", "high")]

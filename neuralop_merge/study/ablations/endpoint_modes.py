@@ -15,7 +15,7 @@ from typing import Any
 
 from ...plots import plot_series
 from .base import (AblationOutput, AblationSettings, SeedLine, endpoint_errors, endpoint_gain, errors, interval,
-                   per_regime, ratio_summary, seed_line, summary)
+                   markdown_table, per_regime, ratio_summary, seed_line, summary)
 
 NAME = "endpoint_modes"
 FAMILIES = ("ns2d",)
@@ -57,13 +57,10 @@ def run(settings: AblationSettings) -> AblationOutput:
 
 
 def markdown(family: str, by_modes: dict[int, dict[str, Any]]) -> str:
-    lines = [f"{family}: each expert against its anchor at the expert's own endpoint and the identity CCM-Coord against "
-             "the anchor OOD (geometric means of per-trajectory error ratios [95 % CI over seeds]; below 1: the first is "
-             "better), and the anchor's mean relative L2 on its support.", "",
-             "| Fourier modes | low / anchor at c = −1 | high / anchor at c = +1 | anchor on its support | CCM-Coord / anchor OOD |",
-             "|---|---|---|---|---|"]
-    for modes, table in by_modes.items():
-        gain = table["expert_vs_anchor"]
-        lines.append(f"| {modes} | {interval(gain['low'], 3)} | {interval(gain['high'], 3)} | {interval(table['anchor_support'])} | "
-                     f"{interval(table['ccm_coord_vs_anchor_ood'], 3)} |")
-    return "\n".join(lines)
+    caption = (f"{family}: each expert against its anchor at the expert's own endpoint and the identity CCM-Coord against "
+               "the anchor OOD (geometric means of per-trajectory error ratios [95 % CI over seeds]; below 1: the first is "
+               "better), and the anchor's mean relative L2 on its support.")
+    columns = ["Fourier modes", "low / anchor at c = −1", "high / anchor at c = +1", "anchor on its support", "CCM-Coord / anchor OOD"]
+    rows = [[modes, interval(t["expert_vs_anchor"]["low"], 3), interval(t["expert_vs_anchor"]["high"], 3),
+             interval(t["anchor_support"]), interval(t["ccm_coord_vs_anchor_ood"], 3)] for modes, t in by_modes.items()]
+    return markdown_table(caption, columns, rows)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...plots import plot_series
-from .base import (AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, prefix_errors, ratio_summary,
-                   reduction, seed_line, summary)
+from .base import (AblationOutput, AblationSettings, SeedLine, errors, interval, markdown_table, per_regime, prefix_errors,
+                   ratio_summary, reduction, seed_line, summary)
 
 NAME = "scale_trend"
 FAMILIES = ("diffreact",)
@@ -49,12 +49,10 @@ def run(settings: AblationSettings) -> AblationOutput:
 
 
 def markdown(family: str, widths: dict[int, dict[str, Any]]) -> str:
-    lines = [f"{family}, OOD (c = ±2): mean relative L2 [95 % CI over seeds] and the reduction of the mean against "
-             "the anchor of the same width.", "",
-             "| width | anchor | CCM-Coord | CCM-Prefix | CCM-Prefix reduction | CCM-Prefix / anchor (geo. mean) |",
-             "|---|---|---|---|---|---|"]
-    for width, table in widths.items():
-        cells = table["ood"]
-        lines.append(f"| {width} | {interval(cells['anchor'])} | {interval(cells['ccm_coord'])} | {interval(cells['ccm_prefix'])} | "
-                     f"{table['reduction']['ccm_prefix']:+.1f} % | {interval(table['ratios']['ccm_prefix_vs_anchor'], 3)} |")
-    return "\n".join(lines)
+    caption = (f"{family}, OOD (c = ±2): mean relative L2 [95 % CI over seeds] and the reduction of the mean against "
+               "the anchor of the same width.")
+    columns = ["width", "anchor", "CCM-Coord", "CCM-Prefix", "CCM-Prefix reduction", "CCM-Prefix / anchor (geo. mean)"]
+    rows = [[width, interval(t["ood"]["anchor"]), interval(t["ood"]["ccm_coord"]), interval(t["ood"]["ccm_prefix"]),
+             f"{t['reduction']['ccm_prefix']:+.1f} %", interval(t["ratios"]["ccm_prefix_vs_anchor"], 3)]
+            for width, t in widths.items()]
+    return markdown_table(caption, columns, rows)
