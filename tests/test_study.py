@@ -118,6 +118,14 @@ def test_records_round_trip_through_their_compact_json():
     assert SeedRecord.from_json(json.loads(json.dumps(record.to_json()))).device == "cuda (NVIDIA H200)"
 
 
+def test_the_small16_scale_changes_only_the_modes_and_draws_fresh_seeds():
+    for family in ("diffreact", "ns2d", "dam_break"):
+        small, small16 = get_config(family, "small"), get_config(family, "small16")
+        assert small16.model.n_modes == 16 and small16.model.hidden_channels == small.model.hidden_channels
+        assert (small16.data, small16.train, small16.regimes) == (small.data, small.train, small.regimes)
+        assert not set(small16.seeds) & set(range(5))  # no seed of the committed runs or the ablations
+
+
 def test_the_medium_scale_keeps_the_small_model_and_recipe_with_more_data_and_steps():
     for family in ("diffreact", "ns2d", "dam_break"):
         small, medium = get_config(family, "small"), get_config(family, "medium")
