@@ -81,6 +81,10 @@ class SeedLine:
     low: ProcessedModel
     high: ProcessedModel
 
+    def models(self) -> dict[str, ProcessedModel]:
+        """The line's anchor and experts by name ("anchor", "low", "high")."""
+        return {"anchor": self.anchor, "low": self.low, "high": self.high}
+
     def ccm(self) -> CCM:
         """The merge line θ(α) of this seed, reading coordinates on the study's axis."""
         return merge_line(self.config.regimes, self.anchor, self.low, self.high)

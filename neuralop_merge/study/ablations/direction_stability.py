@@ -103,7 +103,7 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
     reference = line.ccm()
     out: dict[str, Any] = {
         "reference": ood_errors(reference, line), "anchor": errors(line.anchor, line.tests("ood"), line.config.prefix_k),
-        "reference_endpoints": endpoint_errors(line, {"anchor": line.anchor, "low": line.low, "high": line.high}),
+        "reference_endpoints": endpoint_errors(line, line.models()),
     }
     for key in PERTURBATIONS:
         settings.log(f"  {family} seed {seed}: {key}")

@@ -25,7 +25,7 @@ MODES = (8, 16)  # 8: the study's; 16: every mode the 32² grid holds along each
 def seed_scores(line: SeedLine) -> dict[str, Any]:
     ccm, k, ood = line.ccm(), line.config.prefix_k, line.tests("ood")
     return {
-        "endpoints": endpoint_errors(line, {"anchor": line.anchor, "low": line.low, "high": line.high}),
+        "endpoints": endpoint_errors(line, line.models()),
         "anchor_support": errors(line.anchor, line.tests("support"), k),
         "anchor_ood": errors(line.anchor, ood, k),
         "ccm_coord_ood": per_regime(lambda regime: ccm.at(regime.c), ood, k),
