@@ -264,6 +264,7 @@ CASES: list[tuple[str, Callable[[Path, dict], list], str]] = [
      lambda t, ck: ["finetune", *pair_files(t, 1), "--anchor", ck["anchor"], "--regime", "../low=1", "--regime",
                     "high=2", "-o", t / "out", "--no-progress"],
      "../low"),
+    ("demo-no-jobs", lambda t, ck: ["demo", "--jobs", "0", "--out", t / "demo", "--no-progress"], "--jobs"),
 ]
 
 

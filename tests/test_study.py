@@ -13,8 +13,10 @@ from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import StudyConfigError
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
+from neuralop_merge.study.pipeline import run_study
 from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
 from neuralop_merge.study.report import Study
+from neuralop_merge.study.script import parse_setting
 from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
 
 TINY = [
@@ -174,3 +176,19 @@ def test_one_seed_prints_no_zero_spread_and_names_its_command(demo_run, capsys):
     # Running it again reuses the finished seed instead of training anything.
     assert main(argv) == 0
     assert "reusing" in capsys.readouterr().out
+
+
+def test_seeds_run_in_worker_processes_give_the_records_of_a_run_here(tmp_path):
+    config = get_config("dam_break", "quick").with_overrides(
+        seeds=(3, 4), **dict(parse_setting(setting) for setting in TINY))
+    run_study(config, tmp_path / "parallel", jobs=2, progress=False, log=lambda text: None, figures=False)
+    run_study(config.with_overrides(seeds=(4,)), tmp_path / "here", progress=False, log=lambda text: None, figures=False)
+
+    def numbers(folder):
+        payload = json.loads((folder / "records" / "seed_4.json").read_text())["record"]
+        return {key: value for key, value in payload.items() if key != "seconds"}
+
+    assert numbers(tmp_path / "parallel") == numbers(tmp_path / "here")
+    assert int(np.load(tmp_path / "parallel" / "snapshot.npz")["seed"]) == 3  # the first seed's, whoever finished first
+    with pytest.raises(StudyConfigError, match="jobs must be at least 1"):
+        run_study(config, tmp_path / "none", jobs=0)

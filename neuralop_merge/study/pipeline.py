@@ -3,7 +3,8 @@
 :func:`run_study` runs every seed of a :class:`~.config.StudyConfig` and saves each seed's
 :class:`~.records.SeedRecord` as ``records/seed_<s>.json`` the moment it is done, so an
 interrupted run resumes where it stopped (a record of another configuration is refused), and running
-the same command again redraws the report from the records alone.
+the same command again redraws the report from the records alone. With ``jobs > 1`` the missing
+seeds run in that many worker processes at once; a seed's numbers do not depend on which process ran it.
 
 Seeding: seed ``s`` fixes every random draw of its run: the data of each role
 (:func:`.data.data_seed`), each network's initialisation and each training run's order and noise.
@@ -11,10 +12,13 @@ Seeding: seed ``s`` fixes every random draw of its run: the data of each role
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +82,13 @@ def load_record(path: Path, digest: str) -> SeedRecord | None:
     return SeedRecord.from_json(payload["record"])
 
 
-def save_record(out: Path, record: SeedRecord, digest: str) -> None:
+def save_record(out: Path, record: SeedRecord, digest: str, *, snapshot: bool = True) -> None:
+    """Write ``records/seed_<s>.json``; with ``snapshot``, also the record's snapshot arrays unless some are saved."""
     payload = {"config_digest": digest, "record": record.to_json()}
     path = record_path(out, record.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps(payload, separators=(",", ":")), overwrite=False)
-    if record.snapshot is not None and not (out / SNAPSHOT_FILE).exists():
+    if snapshot and record.snapshot is not None and not (out / SNAPSHOT_FILE).exists():
         snap = record.snapshot
         np.savez_compressed(
             out / SNAPSHOT_FILE, mu=snap["mu"], c=snap["c"], frames=np.asarray(snap["frames"]), seed=record.seed,
@@ -91,28 +96,78 @@ def save_record(out: Path, record: SeedRecord, digest: str) -> None:
         )
 
 
+def log_with_prefix(prefix: str, text: str) -> None:
+    print(f"{prefix} {text}", flush=True)
+
+
+def run_seed_in_worker(config: StudyConfig, seed: int, device: str, threads: int) -> SeedRecord:
+    """:func:`run_seed` in a worker process: its own thread count, no progress bars, log lines tagged with the seed."""
+    torch.set_num_threads(threads)
+    return run_seed(config, seed, device=device, progress=False, log=functools.partial(log_with_prefix, f"[seed {seed}]"))
+
+
+def run_missing_seeds(config: StudyConfig, missing: list[int], out: Path, digest: str, *, device: str, progress: bool,
+                      jobs: int, log: Log) -> dict[int, SeedRecord]:
+    """Train and evaluate each seed of ``missing``, saving each record the moment it is done.
+
+    The snapshot figure always shows the first missing seed, whichever worker finishes first, so that
+    the outputs do not depend on timing.
+    """
+    records = {}
+    if jobs == 1 or len(missing) == 1:
+        for index, seed in enumerate(missing):
+            log(f"== {config.family} ({config.scale}) seed {seed} [{index + 1}/{len(missing)} to run] ==")
+            records[seed] = run_seed(config, seed, device=device, progress=progress, log=log)
+            save_record(out, records[seed], digest)
+            log(f"   seed {seed} done in {records[seed].seconds['total']:.0f} s")
+        return records
+    log(f"== {config.family} ({config.scale}) seeds {missing}: {min(jobs, len(missing))} worker processes ==")
+    # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(missing)), mp_context=context) as pool:
+        futures = {pool.submit(run_seed_in_worker, config, seed, device, torch.get_num_threads()): seed for seed in missing}
+        errors = {}
+        for future in as_completed(futures):
+            seed = futures[future]
+            if future.exception() is not None:
+                errors[seed] = future.exception()
+                log(f"   seed {seed} failed: {errors[seed]!r}")
+                continue
+            records[seed] = future.result()
+            save_record(out, records[seed], digest, snapshot=seed == missing[0])
+            log(f"   seed {seed} done in {records[seed].seconds['total']:.0f} s")
+    if errors:
+        # The finished seeds' records are saved, so rerunning the command runs only the failed seeds.
+        raise errors[min(errors)]
+    return records
+
+
 def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", progress: bool = True,
-              command: str = "", log: Log = print, figures: bool = True) -> dict[str, Any]:
+              command: str = "", log: Log = print, figures: bool = True, jobs: int = 1) -> dict[str, Any]:
     """Run (or resume) every seed of ``config``, then write results.json, results.md and the figures.
+
+    Parameters
+    ----------
+    jobs
+        How many seeds to run at once, each in its own process (default 1: one after another, here).
 
     Returns
     -------
     dict
         The content of results.json.
     """
-    out, digest, records = Path(out), config_digest(config), []
+    if jobs < 1:
+        raise StudyConfigError(f"jobs must be at least 1, got {jobs}")
+    out, digest = Path(out), config_digest(config)
     out.mkdir(parents=True, exist_ok=True)
-    for index, seed in enumerate(config.seeds):
-        record = load_record(record_path(out, seed), digest)
-        if record is None:
-            log(f"== {config.family} ({config.scale}) seed {seed} [{index + 1}/{len(config.seeds)}] ==")
-            record = run_seed(config, seed, device=device, progress=progress, log=log)
-            save_record(out, record, digest)
-            log(f"   seed {seed} done in {record.seconds['total']:.0f} s")
-        else:
+    records = {seed: load_record(record_path(out, seed), digest) for seed in config.seeds}
+    for seed, record in records.items():
+        if record is not None:
             log(f"== seed {seed}: reusing {record_path(out, seed)} ==")
-        records.append(record)
-    return write_outputs(config, records, out, command=command, device=device, figures=figures)
+    missing = [seed for seed, record in records.items() if record is None]
+    if missing:
+        records.update(run_missing_seeds(config, missing, out, digest, device=device, progress=progress, jobs=jobs, log=log))
+    return write_outputs(config, [records[seed] for seed in config.seeds], out, command=command, device=device, figures=figures)
 
 
-__all__ = ["config_digest", "describe_device", "load_record", "run_seed", "run_study", "save_record"]
+__all__ = ["config_digest", "describe_device", "load_record", "run_missing_seeds", "run_seed", "run_study", "save_record"]

@@ -28,6 +28,7 @@ class StudyRun:
     seeds: tuple[int, ...] | None = None
     device: str | None = None
     threads: int = 1
+    jobs: int = 1
     progress: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -55,17 +56,21 @@ def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch (default 1: on a shared or 2-core machine more threads are slower)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run N seeds at once, one process each with --threads threads (default 1; "
+                             "on a 2-core machine, 2 halves a multi-seed run's time)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                         help="override one study setting, e.g. --set n_test=2 --set anchor_max_steps=20 (tests, smoke runs)")
 
 
 def run_from_args(args: argparse.Namespace, family: str, default_out: Path) -> StudyRun:
-    if args.threads < 1:
-        raise StudyConfigError(f"--threads must be at least 1, got {args.threads}")
+    for option in ("threads", "jobs"):
+        if getattr(args, option) < 1:
+            raise StudyConfigError(f"--{option} must be at least 1, got {getattr(args, option)}")
     return StudyRun(
         family=family, scale=args.scale, out=args.out or default_out, seeds=tuple(args.seeds) if args.seeds else None,
-        device=args.device, threads=args.threads, progress=not args.no_progress, overrides=dict(args.set),
+        device=args.device, threads=args.threads, jobs=args.jobs, progress=not args.no_progress, overrides=dict(args.set),
     )
 
 
@@ -82,7 +87,7 @@ def execute(run: StudyRun, command: str) -> dict[str, Any]:
     config = get_config(run.family, run.scale).with_overrides(seeds=run.seeds, **run.overrides)
     print(f"CCM study: {config.family}, {config.scale} scale, seeds {list(config.seeds)}, device {device} -> {run.out}")
     started = time.perf_counter()
-    results = run_study(config, run.out, device=device, progress=run.progress, command=command)
+    results = run_study(config, run.out, device=device, progress=run.progress, command=command, jobs=run.jobs)
     print(headline(results))
     print(f"Done in {(time.perf_counter() - started) / 60:.1f} min. Results: {run.out / 'results.md'}")
     return results
