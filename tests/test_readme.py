@@ -65,3 +65,16 @@ def test_command_line_block_runs_in_order_as_written(tmp_path):
     ccm = nm.load_model(tmp_path / "merged" / "ccm")
     assert ccm.provenance["params"]["low_coord"] == 5e-4 and ccm.provenance["params"]["high_coord"] == 2e-3
     assert "<overall>" in result.stdout
+
+
+def test_every_results_table_in_the_readme_is_what_its_command_prints():
+    """Each ``python -m neuralop_merge.study.table FOLDER...`` the README names is followed by that command's table."""
+    from neuralop_merge.study.table import readme_table
+
+    root, text = README.parent, README.read_text()
+    commands = re.findall(r"`python -m neuralop_merge\.study\.table ((?:examples/results/[\w/]+ ?)+)`", text)
+    assert len(commands) >= 2
+    for folders in commands:
+        table = readme_table([root / folder for folder in folders.split()])
+        following = text.split(f"study.table {folders}`", 1)[1]
+        assert table in following.split("\n\n- ", 1)[0], folders

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,45 @@ SPLIT_NAMES = {
     "ood": "OOD (extrapolation)",
 }
 HEADLINE_BASELINES = ("anchor", "average", "anchor_extra", "fixed_alpha", "conditioned")
+
+
+def table_lines(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A Markdown table: the header, the separator and one line per row.
+
+    Parameters
+    ----------
+    columns
+        The header cells.
+    rows
+        The body rows; each cell is written with ``str``, so numbers come already formatted.
+
+    Returns
+    -------
+    list[str]
+        The table's lines, without a trailing newline.
+    """
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+    return [line(columns), "|---" * len(columns) + "|", *(line(row) for row in rows)]
+
+
+def captioned_table(caption: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A caption, a blank line, then :func:`table_lines`' table, as one block of text.
+
+    Parameters
+    ----------
+    caption
+        The text above the table.
+    columns, rows
+        As for :func:`table_lines`.
+
+    Returns
+    -------
+    str
+        The block, without a trailing newline.
+    """
+    return "\n".join([caption, "", *table_lines(columns, rows)])
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -39,41 +79,41 @@ def _p(value: float | None) -> str:
 def split_tables(results: dict[str, Any]) -> list[str]:
     """Mean future-frame relative L2 per split and method, with failures."""
     splits = list(results["splits"])
-    lines = ["| Method | " + " | ".join(SPLIT_NAMES[s] for s in splits) + " |", "|---" * (len(splits) + 1) + "|"]
-    for method, label in ((m, LABELS[m]) for m in results["splits"][splits[0]]):
+    rows = []
+    for method in results["splits"][splits[0]]:
         cells = []
         for split in splits:
             failed = results["failures"][method][split]
             cells.append(_mean(results["splits"][split][method]) + (f" ({failed} failed)" if failed else ""))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append([LABELS[method], *cells])
+    return table_lines(["Method", *(SPLIT_NAMES[s] for s in splits)], rows)
 
 
 def ood_side_table(results: dict[str, Any]) -> list[str]:
     """Each OOD side on its own: mean with clustered 95 % CI, and the reduction of the anchor's mean."""
     sides = list(results["ood_by_regime"])
-    lines = ["| Method | " + " | ".join(f"c = {c}: mean [95 % CI] | vs anchor" for c in sides) + " |",
-             "|---" * (2 * len(sides) + 1) + "|"]
+    rows = []
     for method in results["ood_by_regime"][sides[0]]:
         cells = []
         for c in sides:
             row = results["ood_by_regime"][c][method]
             cells += [f"{_number(row['mean'])} {_ci(row)}", f"{row['reduction_vs_anchor']:+.1f} %"]
-        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append([LABELS[method], *cells])
+    # each side takes two columns, as its cells do: the mean with its interval, then the reduction
+    columns = ["Method", *(name for c in sides for name in (f"c = {c}: mean [95 % CI]", "vs anchor"))]
+    return table_lines(columns, rows)
 
 
 def paired_table(results: dict[str, Any]) -> list[str]:
     """The selected CCM against each baseline, pooled over OOD and per side."""
     sides = list(results["paired_by_regime"])
-    lines = ["| ccm vs | OOD pooled: ratio [95 % CI], p | " + " | ".join(f"c = {c}: ratio [CI], p" for c in sides) + " |",
-             "|---" * (len(sides) + 2) + "|"]
+    rows = []
     for baseline in (*HEADLINE_BASELINES, "persistence"):
         key = f"ccm_vs_{baseline}"
         cells = [results["paired"][key], *(results["paired_by_regime"][c][key] for c in sides)]
-        text = [f"{cell['gm_ratio']:.3f} {_ci({'ci': cell['ci']}, 3)}, p = {_p(cell['p'])}" for cell in cells]
-        lines.append(f"| {LABELS[baseline]} | " + " | ".join(text) + " |")
-    return lines
+        rows.append([LABELS[baseline], *(f"{cell['gm_ratio']:.3f} {_ci({'ci': cell['ci']}, 3)}, p = {_p(cell['p'])}"
+                                         for cell in cells)])
+    return table_lines(["ccm vs", "OOD pooled: ratio [95 % CI], p", *(f"c = {c}: ratio [CI], p" for c in sides)], rows)
 
 
 def competence_lines(results: dict[str, Any]) -> list[str]:
@@ -137,4 +177,4 @@ def write_markdown(results: dict[str, Any], path: Path, figures: list[str]) -> N
     write_text(path, "\n".join(lines) + "\n", overwrite=True)
 
 
-__all__ = ["write_markdown"]
+__all__ = ["captioned_table", "table_lines", "write_markdown"]

@@ -235,13 +235,6 @@ def write_outputs(out: Path, name: str, output: AblationOutput, *, command: str,
     write_text(out / "results.md", "\n".join(lines) + "\n", overwrite=True)
 
 
-def markdown_table(caption: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A caption, then a Markdown table of ``columns`` and ``rows`` (cells already formatted)."""
-    lines = [caption, "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def interval(cell: dict[str, Any], digits: int = 4) -> str:
     """``mean [lo, hi]`` of a summary or ratio cell; the mean alone where the interval is a point (one seed)."""
     value = cell.get("mean", cell.get("gm_ratio"))
@@ -253,6 +246,5 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 __all__ = [
     "AblationOutput", "AblationSettings", "SeedLine", "cached_nets", "endpoint_errors", "endpoint_gain", "errors", "interval",
-    "load_data", "markdown_table", "per_regime",
-    "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
+    "load_data", "per_regime", "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
 ]

@@ -22,6 +22,7 @@ from ...coordinates import AffineMap
 from ...plots import plot_series
 from ..data import Regime, regimes_at
 from ..evaluation import alpha_grid, regime_means, sweep
+from ..markdown import captioned_table
 from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
 
 NAME = "calibration_bank"
@@ -85,10 +86,7 @@ def run(settings: AblationSettings) -> AblationOutput:
 
 
 def markdown(results: dict[str, Any], families: tuple[str, ...]) -> str:
-    lines = ["OOD (c = ±2) geometric mean of per-trajectory error ratios against the anchor [95 % CI over seeds].", "",
-             "| family | identity α = c | " + " | ".join(f"{name} {list(bank)}" for name, bank in BANKS.items()) + " |",
-             "|---" * (len(BANKS) + 2) + "|"]
-    for family in families:
-        ratios = results[family]["vs_anchor"]
-        lines.append(f"| {family} | " + " | ".join(interval(ratios[m], 3) for m in ["identity", *BANKS]) + " |")
-    return "\n".join(lines)
+    caption = "OOD (c = ±2) geometric mean of per-trajectory error ratios against the anchor [95 % CI over seeds]."
+    columns = ["family", "identity α = c", *(f"{name} {list(bank)}" for name, bank in BANKS.items())]
+    rows = [[family, *(interval(results[family]["vs_anchor"][m], 3) for m in ["identity", *BANKS])] for family in families]
+    return captioned_table(caption, columns, rows)

@@ -23,6 +23,7 @@ import numpy as np
 from ...plots import plot_series
 from ..config import SPLITS
 from ..evaluation import log_error, score
+from ..markdown import captioned_table
 from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
 
 NAME = "ccm_plane"
@@ -90,17 +91,14 @@ def figure(family: str, table: dict[str, Any]):
 
 
 def markdown(by_family: dict[str, Any]) -> str:
-    lines = ["Geometric mean of per-trajectory error ratios against the anchor [95 % CI over seeds] "
-             "(below 1: better than the anchor), and each method's mean relative L2.", "",
-             "| family | split | ccm_plane / anchor | ccm_plane_calibrated / anchor | ccm / anchor | anchor mean |",
-             "|---|---|---|---|---|---|"]
-    for family, table in by_family.items():
-        for split in SPLITS:
-            ratio = table["ratios"][split]
-            lines.append(f"| {family} | {split} | {interval(ratio['ccm_plane_vs_anchor'], 3)} | "
-                         f"{interval(ratio['ccm_plane_calibrated_vs_anchor'], 3)} | {interval(ratio['ccm_vs_anchor'], 3)} | "
-                         f"{table['splits'][split]['anchor']['mean']:.4f} |")
-    return "\n".join(lines)
+    caption = ("Geometric mean of per-trajectory error ratios against the anchor [95 % CI over seeds] "
+               "(below 1: better than the anchor), and each method's mean relative L2.")
+    compared = METHODS[:3]  # the methods family_summary pairs with the anchor
+    columns = ["family", "split", *(f"{method} / anchor" for method in compared), "anchor mean"]
+    rows = [[family, split, *(interval(table["ratios"][split][f"{method}_vs_anchor"], 3) for method in compared),
+             f"{table['splits'][split]['anchor']['mean']:.4f}"]
+            for family, table in by_family.items() for split in SPLITS]
+    return captioned_table(caption, columns, rows)
 
 
 __all__ = ["coordinate_beta", "run"]

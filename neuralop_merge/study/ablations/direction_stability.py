@@ -31,8 +31,9 @@ from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import StudyConfig
 from ..data import training_set
 from ..evaluation import merge_line
+from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
-                   interval, markdown_table, per_regime, seed_line, summary, train_line)
+                   interval, per_regime, seed_line, summary, train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -163,7 +164,7 @@ def markdown(by_family: dict[str, Any]) -> str:
             row = table[key]
             rows.append([family, key, f"{row['cos_direction']:.3f}", interval(row["ccm_ood"]), row["ccm_ood"]["failures"],
                          *gains(row["expert_vs_anchor"])])
-    return markdown_table(caption, columns, rows)
+    return captioned_table(caption, columns, rows)
 
 
 def gains(cells: dict[str, Any]) -> list[str]:

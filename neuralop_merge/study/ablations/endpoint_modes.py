@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...plots import plot_series
+from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, SeedLine, endpoint_errors, endpoint_gain, errors, interval,
-                   markdown_table, per_regime, ratio_summary, seed_line, summary)
+                   per_regime, ratio_summary, seed_line, summary)
 
 NAME = "endpoint_modes"
 FAMILIES = ("ns2d",)
@@ -63,4 +64,4 @@ def markdown(family: str, by_modes: dict[int, dict[str, Any]]) -> str:
     columns = ["Fourier modes", "low / anchor at c = −1", "high / anchor at c = +1", "anchor on its support", "CCM-Coord / anchor OOD"]
     rows = [[modes, interval(t["expert_vs_anchor"]["low"], 3), interval(t["expert_vs_anchor"]["high"], 3),
              interval(t["anchor_support"]), interval(t["ccm_coord_vs_anchor_ood"], 3)] for modes, t in by_modes.items()]
-    return markdown_table(caption, columns, rows)
+    return captioned_table(caption, columns, rows)

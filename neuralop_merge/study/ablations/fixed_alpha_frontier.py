@@ -17,6 +17,7 @@ import torch
 from ...plots import plot_coordinate_law, plot_series
 from ..config import SPLITS
 from ..evaluation import alpha_grid, prefix_scores, sweep
+from ..markdown import captioned_table
 from .base import AblationOutput, AblationSettings, interval, seed_line, summary
 
 NAME = "fixed_alpha_frontier"
@@ -72,18 +73,27 @@ def run(settings: AblationSettings) -> AblationOutput:
 
 
 def markdown(family: str, table: dict[str, Any], picks: list[dict[str, float]]) -> str:
-    lines = [
-        f"{family}: mean future-frame relative L2 [95 % CI over seeds]. The best fixed α is chosen on each split "
-        "in hindsight (a bound, not a method).", "",
-        "| split | best fixed α (hindsight) | its error | CCM-Prefix | CCM-Prefix failures |", "|---|---|---|---|---|",
-    ]
-    for split, row in table.items():
-        best = row["best_fixed_alpha"]
-        lines.append(f"| {split} | {best['alpha']:+.1f} | {interval(best)} | {interval(row['ccm_prefix'])} | "
-                     f"{row['ccm_prefix']['failures']} |")
-    lines += ["", "CCM-Prefix's α per coordinate (mean ± std over trajectories and seeds):", "",
-              "| c | α | n |", "|---|---|---|"]
-    for c in sorted({p["c"] for p in picks}):
-        chosen = np.array([p["alpha"] for p in picks if p["c"] == c])
-        lines.append(f"| {c:+.2f} | {chosen.mean():+.2f} ± {chosen.std():.2f} | {len(chosen)} |")
-    return "\n".join(lines)
+    caption = (f"{family}: mean future-frame relative L2 [95 % CI over seeds]. The best fixed α is chosen on each split "
+               "in hindsight (a bound, not a method).")
+    columns = ["split", "best fixed α (hindsight)", "its error", "CCM-Prefix", "CCM-Prefix failures"]
+    rows = [[split, f"{row['best_fixed_alpha']['alpha']:+.1f}", interval(row["best_fixed_alpha"]), interval(row["ccm_prefix"]),
+             row["ccm_prefix"]["failures"]] for split, row in table.items()]
+    return captioned_table(caption, columns, rows) + "\n\n" + alpha_table(picks)  # a blank line between the tables
+
+
+def alpha_table(picks: list[dict[str, float]]) -> str:
+    """CCM-Prefix's picked α per coordinate c: mean ± std over trajectories and seeds, and how many.
+
+    Parameters
+    ----------
+    picks
+        One ``{"c": ..., "alpha": ...}`` per scored trajectory, as :func:`run` stores them.
+
+    Returns
+    -------
+    str
+        The captioned table.
+    """
+    chosen = {c: np.array([p["alpha"] for p in picks if p["c"] == c]) for c in sorted({p["c"] for p in picks})}
+    rows = [[f"{c:+.2f}", f"{alphas.mean():+.2f} ± {alphas.std():.2f}", len(alphas)] for c, alphas in chosen.items()]
+    return captioned_table("CCM-Prefix's α per coordinate (mean ± std over trajectories and seeds):", ["c", "α", "n"], rows)

@@ -49,6 +49,7 @@ from ...training.processing import ProcessedModel
 from ..config import SPLITS, Regimes, StudyConfig
 from ..data import TrainingSet, data_seed, training_set
 from ..evaluation import merge_line, score
+from ..markdown import table_lines
 from ..models import SeedTrainer
 from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, ratio_summary,
                    seed_line, summary)
@@ -322,14 +323,10 @@ def markdown(results: Mapping[str, Any]) -> str:
 def part_table(results: Mapping[str, Any], part: str, title: str, cell_name: str, methods: Sequence[str]) -> list[str]:
     """One part's markdown table: every method's mean per family and cell, then every ratio to a line."""
     ratio_names = list(next(iter(next(iter(results["ratios"][part].values())).values())))
-    lines = ["", f"## {title}", "", f"| family | {cell_name} | " + " | ".join([*methods, *ratio_names]) + " |",
-             "|---" * (len(methods) + len(ratio_names) + 2) + "|"]
-    for family, cells in results[part].items():
-        for cell, row in cells.items():
-            ratio = results["ratios"][part][family][cell]
-            values = [interval(row[m]) for m in methods] + [interval(ratio[name], 3) for name in ratio_names]
-            lines.append(f"| {family} | {cell} | " + " | ".join(values) + " |")
-    return lines
+    rows = [[family, cell, *(interval(row[m]) for m in methods),
+             *(interval(results["ratios"][part][family][cell][name], 3) for name in ratio_names)]
+            for family, cells in results[part].items() for cell, row in cells.items()]
+    return ["", f"## {title}", "", *table_lines(["family", cell_name, *methods, *ratio_names], rows)]
 
 
 def verdict_lines(results: Mapping[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ import torch
 
 from ...plots import plot_series
 from ..evaluation import predict, score_prediction
+from ..markdown import table_lines
 from .base import AblationOutput, AblationSettings, SeedLine, interval, reduction, seed_line, summary
 
 NAME = "prefix_budget"
@@ -94,15 +95,14 @@ def figure(family: str, detail: dict[str, Any]):
 
 
 def markdown(details: dict[str, dict[str, Any]]) -> str:
-    lines = [
+    columns = ["family", "k", "CCM-Prefix, frames k+1..T", "anchor, same frames", "reduction", "CCM-Prefix, common frames",
+               "failures"]
+    rows = [[family, k, interval(future), interval(anchor), f"{reduction(future, anchor):+.1f} %", interval(common),
+             future["failures"]]
+            for family, detail in details.items()
+            for k, future, anchor, common in zip(BUDGETS, detail["future"], detail["anchor"], detail["common"])]
+    return "\n".join([
         "CCM-Prefix on the OOD test trajectories (c = ±2) of each seed, α picked from frames 0..k.",
         f"Mean relative L2 [95 % CI over seeds]; 'common' scores frames {max(BUDGETS) + 1}..T for every k.", "",
-        "| family | k | CCM-Prefix, frames k+1..T | anchor, same frames | reduction | CCM-Prefix, common frames | failures |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for family, detail in details.items():
-        for index, k in enumerate(BUDGETS):
-            future, anchor, common = detail["future"][index], detail["anchor"][index], detail["common"][index]
-            lines.append(f"| {family} | {k} | {interval(future)} | {interval(anchor)} | {reduction(future, anchor):+.1f} % "
-                         f"| {interval(common)} | {future['failures']} |")
-    return "\n".join(lines)
+        *table_lines(columns, rows),
+    ])

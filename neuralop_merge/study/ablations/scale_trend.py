@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...plots import plot_series
-from .base import (AblationOutput, AblationSettings, SeedLine, errors, interval, markdown_table, per_regime, prefix_errors,
-                   ratio_summary, reduction, seed_line, summary)
+from ..markdown import captioned_table
+from .base import (AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, prefix_errors, ratio_summary,
+                   reduction, seed_line, summary)
 
 NAME = "scale_trend"
 FAMILIES = ("diffreact",)
@@ -55,4 +56,4 @@ def markdown(family: str, widths: dict[int, dict[str, Any]]) -> str:
     rows = [[width, interval(t["ood"]["anchor"]), interval(t["ood"]["ccm_coord"]), interval(t["ood"]["ccm_prefix"]),
              f"{t['reduction']['ccm_prefix']:+.1f} %", interval(t["ratios"]["ccm_prefix_vs_anchor"], 3)]
             for width, t in widths.items()]
-    return markdown_table(caption, columns, rows)
+    return captioned_table(caption, columns, rows)

@@ -31,6 +31,7 @@ from ...plots import plot_series
 from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ...training.seeding import derive_seed
 from ..config import SPLITS, StudyConfig
+from ..markdown import table_lines
 from ..models import Conditioned, SeedTrainer, build_fno, conditioned_data
 from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, prefix_errors,
                    ratio_summary, seed_line, summary)
@@ -166,19 +167,33 @@ def figure(family: str, splits: dict[str, Any], methods: tuple[str, ...], title:
 
 def markdown(results: dict[str, Any]) -> str:
     film, dpot = results["film_conditioned"], results["dpot_style"]
-    lines = [f"{results['family']}: mean relative L2 [95 % CI over seeds] per split, and geometric means of "
-             "per-trajectory error ratios (below 1: the first method is better).", "", "## Conditioned FNOs", "",
-             "| split | " + " | ".join(METHODS) + " | CCM-Coord / FiLM | CCM-Prefix / FiLM |", "|---" * (len(METHODS) + 3) + "|"]
-    for split in SPLITS:
-        cells = " | ".join(interval(film["splits"][split][m]) for m in METHODS)
-        ratio = film["ratios"][split]
-        lines.append(f"| {split} | {cells} | {interval(ratio['ccm_coord_vs_film_conditioned'], 3)} | "
-                     f"{interval(ratio['ccm_prefix_vs_film_conditioned'], 3)} |")
-    lines += ["", f"## DPOT-style backbone ({dpot['shape']})", "",
-              "| split | " + " | ".join(DPOT_METHODS) + " | CCM-Coord / anchor | CCM-Prefix / anchor |",
-              "|---" * (len(DPOT_METHODS) + 3) + "|"]
-    for split in SPLITS:
-        cells = " | ".join(interval(dpot["splits"][split][m]) for m in DPOT_METHODS)
-        ratio = dpot["ratios"][split]
-        lines.append(f"| {split} | {cells} | {interval(ratio['ccm_coord_vs_anchor'], 3)} | {interval(ratio['ccm_prefix_vs_anchor'], 3)} |")
-    return "\n".join(lines)
+    return "\n".join([
+        f"{results['family']}: mean relative L2 [95 % CI over seeds] per split, and geometric means of "
+        "per-trajectory error ratios (below 1: the first method is better).", "",
+        "## Conditioned FNOs", "", *split_table(film, METHODS, "film_conditioned", "FiLM"), "",
+        f"## DPOT-style backbone ({dpot['shape']})", "", *split_table(dpot, DPOT_METHODS, "anchor", "anchor"),
+    ])
+
+
+def split_table(part: dict[str, Any], methods: tuple[str, ...], baseline: str, label: str) -> list[str]:
+    """One part's table: each method's mean per split, then CCM-Coord's and CCM-Prefix's ratios to ``baseline``.
+
+    Parameters
+    ----------
+    part
+        The part's results (``splits`` and ``ratios``, as :func:`run` stores them).
+    methods
+        The methods whose means fill the first columns.
+    baseline, label
+        The ratios' baseline, as keyed in ``ratios`` and as named in the header.
+
+    Returns
+    -------
+    list[str]
+        The table's lines.
+    """
+    columns = ["split", *methods, f"CCM-Coord / {label}", f"CCM-Prefix / {label}"]
+    rows = [[split, *(interval(part["splits"][split][m]) for m in methods),
+             *(interval(part["ratios"][split][f"{m}_vs_{baseline}"], 3) for m in ("ccm_coord", "ccm_prefix"))]
+            for split in SPLITS]
+    return table_lines(columns, rows)
