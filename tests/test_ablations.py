@@ -72,6 +72,16 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
     assert check[name](results)
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_an_ablation_at_another_scale_draws_that_scales_seeds_and_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["prefix_budget", "--scale", "small16", "--family", "dam_break", "--cache", str(tmp_path / "cache")]
+    assert main(argv + [f"--set={setting}" for setting in TINY]) == 0
+    results = json.loads((tmp_path / "examples/results/ablations-small16/prefix_budget/results.json").read_text())
+    assert results["scale"] == "small16" and results["seeds"] == [5, 6, 7]
+    assert {path.name.split("-")[0] for path in (tmp_path / "cache").iterdir()} == {"dam_break"}
+
+
 def test_unknown_ablation_is_refused():
     with pytest.raises(KeyError, match="unknown ablation 'nope'"):
         get("nope")

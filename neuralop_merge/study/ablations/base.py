@@ -221,10 +221,11 @@ class AblationOutput:
     figures: dict[str, Callable[[Path], Path]]
 
 
-def write_outputs(out: Path, name: str, output: AblationOutput, *, command: str, seeds: Sequence[int]) -> None:
+def write_outputs(out: Path, name: str, output: AblationOutput, *, command: str, seeds: Sequence[int],
+                  scale: str = "small") -> None:
     """``results.json``, ``results.md`` (the command on top) and the figures, in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"ablation": name, "command": command, "seeds": list(seeds), **output.results}
+    payload = {"ablation": name, "command": command, "seeds": list(seeds), "scale": scale, **output.results}
     write_text(out / "results.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n", overwrite=True)
     figures = [draw(out / f"{figure}.png").name for figure, draw in output.figures.items()]
     lines = [f"# Ablation: {name}", "", "Produced by:", "", "```", command, "```", ""]

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import StudyConfigError
+from ..config import SCALES, StudyConfigError, get_config
 from ..script import parse_setting
 from . import NAMES, get
 
@@ -18,9 +18,12 @@ DEFAULT_OUT = Path("examples") / "results" / "ablations"
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Run one ablation of the CCM study on the committed study's set-up.")
     p.add_argument("name", choices=NAMES, help="the ablation")
-    p.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N", help="seed (repeat; default 0 1 2)")
+    p.add_argument("--scale", default="small", choices=SCALES,
+                   help="the study scale whose models are ablated (default small, the committed study's)")
+    p.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
+                   help="seed (repeat; default the scale's first three: 0 1 2 for small)")
     p.add_argument("--family", action="append", dest="families", metavar="NAME", help="family (repeat; default: the ablation's)")
-    p.add_argument("-o", "--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT}/NAME)")
+    p.add_argument("-o", "--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT}/NAME; at another scale, {DEFAULT_OUT}-SCALE/NAME)")
     p.add_argument("--cache", type=Path, default=DEFAULT_OUT / ".cache",
                    help="folder of trained models and simulated data shared by the ablations (default %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="train everything afresh and keep nothing")
@@ -28,6 +31,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                    help="override a study setting, e.g. --set n_test=2 (tests, smoke runs)")
     return p
+
+
+def default_out(name: str, scale: str) -> Path:
+    """``examples/results/ablations/NAME`` for the committed small scale; other scales get a folder of their own."""
+    folder = DEFAULT_OUT if scale == "small" else DEFAULT_OUT.with_name(f"{DEFAULT_OUT.name}-{scale}")
+    return folder / name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,13 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         raise StudyConfigError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     settings = AblationSettings(
-        seeds=tuple(args.seeds or (0, 1, 2)), families=tuple(args.families) if args.families else None,
+        seeds=tuple(args.seeds or get_config("diffreact", args.scale).seeds[:3]),
+        families=tuple(args.families) if args.families else None, scale=args.scale,
         overrides=dict(args.set), cache=None if args.no_cache else args.cache,
     )
-    out = args.out or DEFAULT_OUT / args.name
+    out = args.out or default_out(args.name, args.scale)
     command = "python " + shlex.join(["examples/ablations.py", *(sys.argv[1:] if argv is None else argv)])
     started = time.perf_counter()
     output = get(args.name).run(settings)
-    write_outputs(out, args.name, output, command=command, seeds=settings.seeds)
+    write_outputs(out, args.name, output, command=command, seeds=settings.seeds, scale=settings.scale)
     print(f"{args.name}: done in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'results.md'}")
     return 0
