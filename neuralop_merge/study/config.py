@@ -239,7 +239,7 @@ def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, t
 
 
 def get_config(family: str, scale: str = "quick") -> StudyConfig:
-    """The study configuration of ``family`` at ``scale`` ("quick", "small" or "paper")."""
+    """The study configuration of ``family`` at ``scale`` (one of :data:`SCALES`)."""
     if family not in AXES:
         raise StudyConfigError(f"unknown study family {family!r}; choose one of {sorted(AXES)}")
     from ..families import get as get_family
