@@ -3,15 +3,18 @@
 # (under CUDA MPS where the machine has it, so that the small kernels of 15 processes overlap),
 # then each family's records gathered into one folder and its report drawn from them.
 #
-#   bash examples/medium_gpu.sh [OUT]        # default OUT: examples/results/medium
+#   bash examples/medium_gpu.sh [OUT]                 # default OUT: examples/results/medium
+#   SCALE=medium16 bash examples/medium_gpu.sh        # the 16-mode medium scale -> examples/results/medium16
 #
-# Environment: FAMILIES (default "diffreact ns2d dam_break"), SEEDS ("0 1 2 3 4"), DEVICE (cuda),
+# Environment: SCALE (default medium), FAMILIES (default "diffreact ns2d dam_break"), SEEDS (default
+# the scale's own), DEVICE (cuda),
 # EXTRA (more options for every seed's run, e.g. "--set n_test=2" for a smoke test).
 # The committed examples/results/medium/ came from this script on one NVIDIA H200 (15 seeds in 7 min).
 set -euo pipefail
-out=${1:-examples/results/medium}
+scale=${SCALE:-medium}
+out=${1:-examples/results/$scale}
 families=${FAMILIES:-diffreact ns2d dam_break}
-seeds=${SEEDS:-0 1 2 3 4}
+seeds=${SEEDS:-$(python -c "from neuralop_merge.study import get_config; print(*get_config('ns2d', '$scale').seeds)")}
 device=${DEVICE:-cuda}
 scratch=$(mktemp -d)
 if [[ $device == cuda* ]] && command -v nvidia-cuda-mps-control >/dev/null; then
@@ -23,7 +26,7 @@ pids=()
 for family in $families; do
   for seed in $seeds; do
     # One folder per seed: each process writes its own records and report, never another's.
-    OMP_NUM_THREADS=1 python examples/"$family".py --scale medium --device "$device" --seed "$seed" --no-progress \
+    OMP_NUM_THREADS=1 python examples/"$family".py --scale "$scale" --device "$device" --seed "$seed" --no-progress \
       --out "$scratch/$family-s$seed" ${EXTRA:-} > "$scratch/$family-s$seed.log" 2>&1 &
     pids+=($!)
   done
@@ -41,7 +44,7 @@ for family in $families; do
   # With every record there, this run only draws results.json, results.md and the figures (with one
   # missing it would train that seed here, on the CPU: rerun the script instead).
   if [[ $complete == 1 ]]; then
-    python examples/"$family".py --scale medium --no-progress --out "$out/$family" $(printf -- '--seed %s ' $seeds) ${EXTRA:-} | tail -n 4
+    python examples/"$family".py --scale "$scale" --no-progress --out "$out/$family" $(printf -- '--seed %s ' $seeds) ${EXTRA:-} | tail -n 4
   fi
 done
 [[ $failed == 0 ]] && rm -rf "$scratch"  # on failure the logs stay for reading

@@ -128,6 +128,14 @@ def test_the_small16_scale_changes_only_the_modes_and_draws_fresh_seeds():
         assert not set(small16.seeds) & set(range(5))  # no seed of the committed runs or the ablations
 
 
+def test_the_medium16_scale_is_medium_with_16_modes_on_fresh_seeds():
+    for family in ("diffreact", "ns2d", "dam_break"):
+        medium, medium16 = get_config(family, "medium"), get_config(family, "medium16")
+        assert medium16.model.n_modes == 16 and medium16.model.hidden_channels == medium.model.hidden_channels
+        assert (medium16.data, medium16.train, medium16.regimes) == (medium.data, medium.train, medium.regimes)
+        assert not set(medium16.seeds) & set(range(10))  # no seed of small, small16, medium or the ablations
+
+
 def test_the_medium_scale_keeps_the_small_model_and_recipe_with_more_data_and_steps():
     for family in ("diffreact", "ns2d", "dam_break"):
         small, medium = get_config(family, "small"), get_config(family, "medium")

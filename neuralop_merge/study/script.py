@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str)
     parser.add_argument("--scale", default=scale, choices=SCALES,
                         help=f"quick: 1 seed, minutes on a CPU; small: 5 seeds, the committed CPU results; small16: small with 16 "
                              f"Fourier modes on seeds 5-9; "
-                             f"medium: 5 seeds, more data and steps, for one GPU; paper: the study's sizes (default {scale})")
+                             f"medium: 5 seeds, more data and steps, for one GPU; medium16: medium with 16 modes on seeds 10-14; paper: the study's sizes (default {scale})")
     parser.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
                         help="seed (repeat for several; default: the scale's seeds)")
     parser.add_argument("-o", "--out", type=Path, default=None, help=out_help)
