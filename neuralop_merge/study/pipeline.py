@@ -114,12 +114,16 @@ def run_missing_seeds(config: StudyConfig, missing: list[int], out: Path, digest
     the outputs do not depend on timing.
     """
     records = {}
+
+    def keep(record: SeedRecord) -> None:
+        records[record.seed] = record
+        save_record(out, record, digest, snapshot=record.seed == missing[0])
+        log(f"   seed {record.seed} done in {record.seconds['total']:.0f} s")
+
     if jobs == 1 or len(missing) == 1:
         for index, seed in enumerate(missing):
             log(f"== {config.family} ({config.scale}) seed {seed} [{index + 1}/{len(missing)} to run] ==")
-            records[seed] = run_seed(config, seed, device=device, progress=progress, log=log)
-            save_record(out, records[seed], digest)
-            log(f"   seed {seed} done in {records[seed].seconds['total']:.0f} s")
+            keep(run_seed(config, seed, device=device, progress=progress, log=log))
         return records
     log(f"== {config.family} ({config.scale}) seeds {missing}: {min(jobs, len(missing))} worker processes ==")
     # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
@@ -133,9 +137,7 @@ def run_missing_seeds(config: StudyConfig, missing: list[int], out: Path, digest
                 errors[seed] = future.exception()
                 log(f"   seed {seed} failed: {errors[seed]!r}")
                 continue
-            records[seed] = future.result()
-            save_record(out, records[seed], digest, snapshot=seed == missing[0])
-            log(f"   seed {seed} done in {records[seed].seconds['total']:.0f} s")
+            keep(future.result())
     if errors:
         # The finished seeds' records are saved, so rerunning the command runs only the failed seeds.
         raise errors[min(errors)]
@@ -150,6 +152,8 @@ def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", prog
     ----------
     jobs
         How many seeds to run at once, each in its own process (default 1: one after another, here).
+        Worker processes print their own log lines, tagged with the seed, to standard output (``log``
+        cannot cross into them); ``log`` gets the lines of this process.
 
     Returns
     -------
