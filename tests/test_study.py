@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -126,6 +127,14 @@ def test_the_small16_scale_changes_only_the_modes_and_draws_fresh_seeds():
         assert small16.model.n_modes == 16 and small16.model.hidden_channels == small.model.hidden_channels
         assert (small16.data, small16.train, small16.regimes) == (small.data, small.train, small.regimes)
         assert not set(small16.seeds) & set(range(5))  # no seed of the committed runs or the ablations
+
+
+def test_the_small16x2_scale_doubles_only_the_step_caps_on_fresh_seeds():
+    for family in ("diffreact", "ns2d", "dam_break"):
+        small16, doubled = get_config(family, "small16"), get_config(family, "small16x2")
+        assert (doubled.model, doubled.data, doubled.regimes) == (small16.model, small16.data, small16.regimes)
+        assert doubled.train == replace(small16.train, anchor_max_steps=3000, expert_max_steps=1000)
+        assert not set(doubled.seeds) & set(range(15))  # no seed of an earlier scale or the ablations
 
 
 def test_the_medium16_scale_is_medium_with_16_modes_on_fresh_seeds():

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str)
     """The options shared by the demo and the example scripts."""
     parser.add_argument("--scale", default=scale, choices=SCALES,
                         help=f"quick: 1 seed, minutes on a CPU; small: 5 seeds, the committed CPU results; small16: small with 16 "
-                             f"Fourier modes on seeds 5-9; "
+                             f"Fourier modes on seeds 5-9; small16x2: small16 with doubled step caps on seeds 15-19; "
                              f"medium: 5 seeds, more data and steps, for one GPU; medium16: medium with 16 modes on seeds 10-14; paper: the study's sizes (default {scale})")
     parser.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
                         help="seed (repeat for several; default: the scale's seeds)")
