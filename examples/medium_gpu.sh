@@ -14,7 +14,7 @@ set -euo pipefail
 scale=${SCALE:-medium}
 out=${1:-examples/results/$scale}
 families=${FAMILIES:-diffreact ns2d dam_break}
-seeds=${SEEDS:-$(python -c "from neuralop_merge.study import get_config; print(*get_config('ns2d', '$scale').seeds)")}
+seeds=${SEEDS:-$(python -c "from neuralop_merge.study.config import scale_seeds; print(*scale_seeds('$scale'))")}
 device=${DEVICE:-cuda}
 scratch=$(mktemp -d)
 if [[ $device == cuda* ]] && command -v nvidia-cuda-mps-control >/dev/null; then

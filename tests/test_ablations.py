@@ -82,6 +82,12 @@ def test_an_ablation_at_another_scale_draws_that_scales_seeds_and_its_own_folder
     assert {path.name.split("-")[0] for path in (tmp_path / "cache").iterdir()} == {"dam_break"}
 
 
+def test_zero_threads_is_a_usage_error_naming_the_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prefix_budget", "--threads", "0"])
+    assert exit_info.value.code == 2 and "--threads: must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_unknown_ablation_is_refused():
     with pytest.raises(KeyError, match="unknown ablation 'nope'"):
         get("nope")

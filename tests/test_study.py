@@ -12,7 +12,7 @@ import torch
 
 from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
-from neuralop_merge.study.config import StudyConfigError
+from neuralop_merge.study.config import SCALES, StudyConfigError, scale_seeds
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
 from neuralop_merge.study.pipeline import run_study
 from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
@@ -135,6 +135,11 @@ def test_the_small16x2_scale_doubles_only_the_step_caps_on_fresh_seeds():
         assert (doubled.model, doubled.data, doubled.regimes) == (small16.model, small16.data, small16.regimes)
         assert doubled.train == replace(small16.train, anchor_max_steps=3000, expert_max_steps=1000)
         assert not set(doubled.seeds) & set(range(15))  # no seed of an earlier scale or the ablations
+
+
+def test_scale_seeds_are_every_familys_seeds():
+    for scale in SCALES:
+        assert all(get_config(family, scale).seeds == scale_seeds(scale) for family in ("diffreact", "ns2d", "dam_break"))
 
 
 def test_the_medium16_scale_is_medium_with_16_modes_on_fresh_seeds():

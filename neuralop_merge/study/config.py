@@ -251,6 +251,11 @@ def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, t
     raise StudyConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
 
 
+def scale_seeds(scale: str) -> tuple[int, ...]:
+    """The seeds ``scale`` runs (the same for every family)."""
+    return _scale_settings(scale)[3]
+
+
 def get_config(family: str, scale: str = "quick") -> StudyConfig:
     """The study configuration of ``family`` at ``scale`` (one of :data:`SCALES`)."""
     if family not in AXES:

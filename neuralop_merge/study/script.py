@@ -44,6 +44,17 @@ def parse_setting(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"{text!r}: VALUE must be a number, tuple or quoted string") from None
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts such as ``--jobs`` and ``--threads``: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str) -> None:
     """The options shared by the demo and the example scripts."""
     parser.add_argument("--scale", default=scale, choices=SCALES,
@@ -54,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str)
                         help="seed (repeat for several; default: the scale's seeds)")
     parser.add_argument("-o", "--out", type=Path, default=None, help=out_help)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="CPU threads for torch (default 1: on a shared or 2-core machine more threads are slower)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+    parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                         help="run N seeds at once, one process each with --threads threads (default 1; "
                              "on a 2-core machine, 2 halves a multi-seed run's time)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -65,9 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str)
 
 
 def run_from_args(args: argparse.Namespace, family: str, default_out: Path) -> StudyRun:
-    for option in ("threads", "jobs"):
-        if getattr(args, option) < 1:
-            raise StudyConfigError(f"--{option} must be at least 1, got {getattr(args, option)}")
     return StudyRun(
         family=family, scale=args.scale, out=args.out or default_out, seeds=tuple(args.seeds) if args.seeds else None,
         device=args.device, threads=args.threads, jobs=args.jobs, progress=not args.no_progress, overrides=dict(args.set),

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import SCALES, StudyConfigError, get_config
-from ..script import parse_setting
+from ..config import SCALES, scale_seeds
+from ..script import parse_setting, positive_int
 from . import NAMES, get
 
 DEFAULT_OUT = Path("examples") / "results" / "ablations"
@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=DEFAULT_OUT / ".cache",
                    help="folder of trained models and simulated data shared by the ablations (default %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="train everything afresh and keep nothing")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)")
     p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                    help="override a study setting, e.g. --set n_test=2 (tests, smoke runs)")
     return p
@@ -45,11 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     from .base import AblationSettings, write_outputs
 
     args = parser().parse_args(argv)
-    if args.threads < 1:
-        raise StudyConfigError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     settings = AblationSettings(
-        seeds=tuple(args.seeds or get_config("diffreact", args.scale).seeds[:3]),
+        seeds=tuple(args.seeds or scale_seeds(args.scale)[:3]),
         families=tuple(args.families) if args.families else None, scale=args.scale,
         overrides=dict(args.set), cache=None if args.no_cache else args.cache,
     )
