@@ -78,6 +78,7 @@ def test_alpha_grids_contain_plus_and_minus_one():
     for family in ("diffreact", "ns2d", "dam_break"):
         grid = alpha_grid(get_config(family, "small"))
         assert 1.0 in grid and -1.0 in grid and 0.0 in grid
+        assert not any(math.copysign(1.0, value) < 0 for value in grid if value == 0)  # no "-0.0" in tables
     with pytest.raises(StudyConfigError, match="±1"):
         get_config("diffreact", "small").with_overrides(n_grid=40)
 

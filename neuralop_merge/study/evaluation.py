@@ -85,7 +85,8 @@ def score(model: nn.Module, trajectories: torch.Tensor, k: int, device: str = "c
 
 def alpha_grid(config: StudyConfig) -> list[float]:
     low, high = config.alpha_range
-    return [round(value, 10) for value in torch.linspace(low, high, config.n_grid, dtype=torch.float64).tolist()]
+    # + 0.0 turns the -0.0 that rounding leaves at the centre into 0.0, which tables print as "0.0"
+    return [round(value, 10) + 0.0 for value in torch.linspace(low, high, config.n_grid, dtype=torch.float64).tolist()]
 
 
 def sweep(model_at: Callable[[float], nn.Module], values: list[float], trajectories: torch.Tensor, k: int,
