@@ -12,7 +12,7 @@ import torch
 
 from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
-from neuralop_merge.study.config import SCALES, StudyConfigError, scale_seeds
+from neuralop_merge.study.config import FAMILIES, SCALES, StudyConfigError, scale_seeds
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
 from neuralop_merge.study.pipeline import run_study
 from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
@@ -75,7 +75,7 @@ def test_persistence_repeats_the_last_observed_frame():
 
 
 def test_alpha_grids_contain_plus_and_minus_one():
-    for family in ("diffreact", "ns2d", "dam_break"):
+    for family in FAMILIES:
         grid = alpha_grid(get_config(family, "small"))
         assert 1.0 in grid and -1.0 in grid and 0.0 in grid
         assert not any(math.copysign(1.0, value) < 0 for value in grid if value == 0)  # no "-0.0" in tables
@@ -84,7 +84,7 @@ def test_alpha_grids_contain_plus_and_minus_one():
 
 
 def test_validation_regimes_are_kept_apart_from_training_and_test():
-    for family in ("diffreact", "ns2d", "dam_break"):
+    for family in FAMILIES:
         regimes = get_config(family, "small").regimes
         used = set(regimes.support) | {c for coords in regimes.test.values() for c in coords}
         assert not used & set(regimes.validation)
@@ -123,7 +123,7 @@ def test_records_round_trip_through_their_compact_json():
 
 
 def test_the_small16_scale_changes_only_the_modes_and_draws_fresh_seeds():
-    for family in ("diffreact", "ns2d", "dam_break"):
+    for family in FAMILIES:
         small, small16 = get_config(family, "small"), get_config(family, "small16")
         assert small16.model.n_modes == 16 and small16.model.hidden_channels == small.model.hidden_channels
         assert (small16.data, small16.train, small16.regimes) == (small.data, small.train, small.regimes)
@@ -131,7 +131,7 @@ def test_the_small16_scale_changes_only_the_modes_and_draws_fresh_seeds():
 
 
 def test_the_small16x2_scale_doubles_only_the_step_caps_on_fresh_seeds():
-    for family in ("diffreact", "ns2d", "dam_break"):
+    for family in FAMILIES:
         small16, doubled = get_config(family, "small16"), get_config(family, "small16x2")
         assert (doubled.model, doubled.data, doubled.regimes) == (small16.model, small16.data, small16.regimes)
         assert doubled.train == replace(small16.train, anchor_max_steps=3000, expert_max_steps=1000)
@@ -140,11 +140,11 @@ def test_the_small16x2_scale_doubles_only_the_step_caps_on_fresh_seeds():
 
 def test_scale_seeds_are_every_familys_seeds():
     for scale in SCALES:
-        assert all(get_config(family, scale).seeds == scale_seeds(scale) for family in ("diffreact", "ns2d", "dam_break"))
+        assert all(get_config(family, scale).seeds == scale_seeds(scale) for family in FAMILIES)
 
 
 def test_the_medium16_scale_is_medium_with_16_modes_on_fresh_seeds():
-    for family in ("diffreact", "ns2d", "dam_break"):
+    for family in FAMILIES:
         medium, medium16 = get_config(family, "medium"), get_config(family, "medium16")
         assert medium16.model.n_modes == 16 and medium16.model.hidden_channels == medium.model.hidden_channels
         assert (medium16.data, medium16.train, medium16.regimes) == (medium.data, medium.train, medium.regimes)
@@ -152,7 +152,7 @@ def test_the_medium16_scale_is_medium_with_16_modes_on_fresh_seeds():
 
 
 def test_the_medium_scale_keeps_the_small_model_and_recipe_with_more_data_and_steps():
-    for family in ("diffreact", "ns2d", "dam_break"):
+    for family in FAMILIES:
         small, medium = get_config(family, "small"), get_config(family, "medium")
         assert medium.model == small.model and medium.regimes == small.regimes
         assert (medium.train.lr, medium.train.expert_lr, medium.train.noise) == (small.train.lr, small.train.expert_lr, small.train.noise)

@@ -28,7 +28,17 @@ from typing import Any
 from ..coordinates import from_normalized
 from ..errors import NeuralopMergeError
 
-SCALES = ("quick", "small", "small16", "small16x2", "medium", "medium16", "paper")
+#: Every scale with a one-line summary (``--scale``'s help adds each scale's seeds from :func:`scale_seeds`).
+SCALE_SUMMARIES = {
+    "quick": "the demo, minutes on a CPU",
+    "small": "the committed CPU results",
+    "small16": "small with 16 Fourier modes",
+    "small16x2": "small16 with doubled step caps",
+    "medium": "more data and steps, for one GPU",
+    "medium16": "medium with 16 modes",
+    "paper": "the study's sizes",
+}
+SCALES = tuple(SCALE_SUMMARIES)
 FAMILIES = ("diffreact", "ns2d", "dam_break")
 SPLITS = ("support", "id", "interp", "ood")
 

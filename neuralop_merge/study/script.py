@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import FAMILIES, SCALES, StudyConfigError, get_config
+from .config import FAMILIES, SCALE_SUMMARIES, SCALES, StudyConfigError, get_config, scale_seeds
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,8 @@ def positive_int(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str) -> None:
     """The options shared by the demo and the example scripts."""
     parser.add_argument("--scale", default=scale, choices=SCALES,
-                        help=f"quick: 1 seed, minutes on a CPU; small: 5 seeds, the committed CPU results; small16: small with 16 "
-                             f"Fourier modes on seeds 5-9; small16x2: small16 with doubled step caps on seeds 15-19; "
-                             f"medium: 5 seeds, more data and steps, for one GPU; medium16: medium with 16 modes on seeds 10-14; paper: the study's sizes (default {scale})")
+                        help="; ".join(f"{name}: {summary}, seeds {' '.join(map(str, scale_seeds(name)))}"
+                                       for name, summary in SCALE_SUMMARIES.items()) + f" (default {scale})")
     parser.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
                         help="seed (repeat for several; default: the scale's seeds)")
     parser.add_argument("-o", "--out", type=Path, default=None, help=out_help)
