@@ -190,6 +190,7 @@ def plot_series(
     ylabel: str = "rollout relative L2",
     logx: bool = False,
     logy: bool = True,
+    xticklabels: Sequence[str] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """One line per label over ``x``, with optional (lo, hi) bands (confidence intervals) and levels.
@@ -203,6 +204,8 @@ def plot_series(
         shaded around the label's line, in its colour
     hlines : Mapping[label, float], optional
         dashed horizontal levels (a method that does not depend on ``x``)
+    xticklabels : sequence of str, optional
+        a name per ``x``, written at its tick (categories such as splits, instead of numbers)
     """
     figure, axes = _figure()
     for index, (label, values) in enumerate(series.items()):
@@ -217,6 +220,10 @@ def plot_series(
         axes.set_yscale("log")
     if logx:
         axes.set_xscale("log", base=2)
+    if xticklabels is not None:
+        names = [str(label) for label in xticklabels]
+        axes.set_xticks(list(x), names, rotation=20 if max(map(len, names), default=0) > 4 else 0, fontsize="small")
+        axes.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)  # a log axis's 2^k marks
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axes.legend(fontsize="small")
     return _save(figure, path, overwrite)

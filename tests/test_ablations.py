@@ -70,6 +70,19 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         and sum(len(cells) for cells in r["verdict"].values()) == 2 * 4 + 4,  # two surfaces on four splits, one on four targets
     }
     assert check[name](results)
+    drawn = sorted(path.name for path in (tmp_path / name).glob("*.png"))
+    for path in (tmp_path / name).glob("*.png"):
+        path.unlink()
+    assert main([name, "--redraw", "--out", str(tmp_path / name)]) == 0  # the figures again, from results.json alone
+    assert sorted(path.name for path in (tmp_path / name).glob("*.png")) == drawn
+
+
+def test_redraw_names_the_missing_or_foreign_results(tmp_path):
+    with pytest.raises(SystemExit, match=r"cannot redraw ccm_plane from .*results\.json"):
+        main(["ccm_plane", "--redraw", "--out", str(tmp_path)])
+    (tmp_path / "results.json").write_text(json.dumps({"ablation": "prefix_budget"}))
+    with pytest.raises(SystemExit, match="holds the ablation 'prefix_budget', not 'ccm_plane'"):
+        main(["ccm_plane", "--redraw", "--out", str(tmp_path)])
 
 
 @pytest.mark.usefixtures("one_thread")

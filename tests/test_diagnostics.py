@@ -139,6 +139,15 @@ def test_plots_take_plain_arrays(tmp_path):
         assert path.is_file() and path.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_series_over_categories_names_each_tick(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path, overwrite: saved.append(figure))
+    plots.plot_series([0, 1, 2], {"ccm": [0.3, 0.2, 0.4]}, tmp_path / "splits.png", xticklabels=["support", "id", "ood"])
+    axes = saved[0].axes[0]
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["support", "id", "ood"]
+    assert list(axes.get_xticks()) == [0, 1, 2]
+
+
 def test_fit_report_is_the_surface_residual():
     anchor, experts = conv_experts(3)
     surface = CCMSurface(anchor, experts, {"e0": 1.0, "e1": 2.0, "e2": 4.0})

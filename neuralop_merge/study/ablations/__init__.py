@@ -1,7 +1,8 @@
 """The ablations of the CCM study, one module each, run by ``python examples/ablations.py NAME``.
 
-Every module defines ``NAME``, its default ``FAMILIES`` and ``run(settings) -> AblationOutput``;
-:mod:`.base` holds what they share (the study's cached models of a seed, scoring, outputs).
+Every module defines ``NAME``, its default ``FAMILIES``, ``run(settings) -> AblationOutput`` and
+``figures(results)``, which draws from ``results.json``'s content alone (so ``--redraw`` needs no
+training); :mod:`.base` holds what they share (the study's cached models of a seed, scoring, outputs).
 They run on the committed study's set-up, so they mean something only where the study's
 surrogates are competent (see ``examples/results/<family>/results.md``).
 """

@@ -38,6 +38,8 @@ from ..stats import geometric_mean_ratio
 Log = Callable[[str], None]
 #: Builds an untrained network: ``(config, in_channels, out_channels, seed, name) -> module``.
 Network = Callable[[StudyConfig, int, int, int, str], nn.Module]
+#: Draws one figure at the given path and returns it.
+Draw = Callable[[Path], Path]
 #: The models of a seed's merge line, in the order they are trained.
 LINE_MODELS = ("anchor", "low", "high")
 
@@ -218,7 +220,7 @@ class AblationOutput:
 
     results: dict[str, Any]
     markdown: str
-    figures: dict[str, Callable[[Path], Path]]
+    figures: dict[str, Draw]
 
 
 def write_outputs(out: Path, name: str, output: AblationOutput, *, command: str, seeds: Sequence[int],
@@ -246,6 +248,6 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 
 __all__ = [
-    "AblationOutput", "AblationSettings", "SeedLine", "cached_nets", "endpoint_errors", "endpoint_gain", "errors", "interval",
+    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "endpoint_errors", "endpoint_gain", "errors", "interval",
     "load_data", "per_regime", "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
 ]

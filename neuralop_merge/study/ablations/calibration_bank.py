@@ -14,6 +14,7 @@ with their own data role, so no bank sees a test trajectory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -23,7 +24,7 @@ from ...plots import plot_series
 from ..data import Regime, regimes_at
 from ..evaluation import alpha_grid, regime_means, sweep
 from ..markdown import captioned_table
-from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
+from .base import AblationOutput, AblationSettings, Draw, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
 
 NAME = "calibration_bank"
 FAMILIES = ("diffreact", "ns2d", "dam_break")
@@ -78,11 +79,17 @@ def run(settings: AblationSettings) -> AblationOutput:
             "vs_anchor": {m: ratio_summary([s["errors"][m] for s in seeds], [s["errors"]["anchor"] for s in seeds]) for m in methods[1:]},
             "maps": [s["maps"] for s in seeds], "best_alpha": [s["best_alpha"] for s in seeds],
         }
-    figures = {"calibration_bank": lambda path: plot_series(
-        list(range(len(BANKS) + 1)), {f: [results[f]["vs_anchor"][m]["gm_ratio"] for m in ["identity", *BANKS]] for f in families},
-        path, xlabel="map: identity / " + " / ".join(BANKS), ylabel="OOD error ratio to the anchor (geometric mean)",
+    return AblationOutput(results, markdown(results, families), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """Each family's OOD ratio to the anchor per map, from ``results.json``'s content."""
+    families = [key for key, value in results.items() if isinstance(value, Mapping) and "vs_anchor" in value]
+    maps = ["identity", *BANKS]
+    return {"calibration_bank": lambda path: plot_series(
+        list(range(len(maps))), {f: [results[f]["vs_anchor"][m]["gm_ratio"] for m in maps] for f in families},
+        path, xlabel="map", xticklabels=maps, ylabel="OOD error ratio to the anchor (geometric mean)",
         title="calibrated CCM-Coord by calibration bank")}
-    return AblationOutput(results, markdown(results, families), figures)
 
 
 def markdown(results: dict[str, Any], families: tuple[str, ...]) -> str:

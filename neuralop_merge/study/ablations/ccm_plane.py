@@ -16,6 +16,7 @@ the support while keeping the line's OOD gain.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ...plots import plot_series
 from ..config import SPLITS
 from ..evaluation import log_error, score
 from ..markdown import captioned_table
-from .base import AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
+from .base import AblationOutput, AblationSettings, Draw, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
 
 NAME = "ccm_plane"
 FAMILIES = ("dam_break", "diffreact", "ns2d")
@@ -71,8 +72,12 @@ def run(settings: AblationSettings) -> AblationOutput:
         seeds, calibration = zip(*(seed_errors(seed_line(settings, settings.config(family), seed)) for seed in settings.seeds))
         results["by_family"][family] = {**family_summary(seeds), "beta_calibration": list(calibration)}
     results["plane"] = results["by_family"][families[0]]["splits"]
-    figures = {f"ccm_plane_{family}": figure(family, table) for family, table in results["by_family"].items()}
-    return AblationOutput(results, markdown(results["by_family"]), figures)
+    return AblationOutput(results, markdown(results["by_family"]), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """One figure per family, from ``results.json``'s content."""
+    return {f"ccm_plane_{family}": figure(family, table) for family, table in results["by_family"].items()}
 
 
 def family_summary(seeds: list[dict[str, dict[str, list[float]]]]) -> dict[str, Any]:
@@ -85,7 +90,7 @@ def family_summary(seeds: list[dict[str, dict[str, list[float]]]]) -> dict[str, 
 def figure(family: str, table: dict[str, Any]):
     def draw(path):
         series = {method: [table["splits"][split][method]["mean"] for split in SPLITS] for method in METHODS}
-        return plot_series(list(range(len(SPLITS))), series, path, xlabel="split: " + " / ".join(SPLITS),
+        return plot_series(list(range(len(SPLITS))), series, path, xlabel="split", xticklabels=SPLITS,
                            title=f"{family}: the CCM plane against the line and the anchor")
     return draw
 

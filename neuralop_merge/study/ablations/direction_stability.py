@@ -32,7 +32,7 @@ from ..config import StudyConfig
 from ..data import training_set
 from ..evaluation import merge_line
 from ..markdown import captioned_table
-from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
+from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
                    interval, per_regime, seed_line, summary, train_line)
 
 NAME = "direction_stability"
@@ -141,11 +141,16 @@ def run(settings: AblationSettings) -> AblationOutput:
                            "ccm_ood": {f: by_family[f][key]["ccm_ood"] for f in families}} for key in PERTURBATIONS}
     results = {"perturbations": perturbations, "reference": {f: by_family[f]["reference"] for f in families},
                "by_family": by_family}
-    figures = {"direction_stability": lambda path: plot_series(
-        list(range(len(PERTURBATIONS))), {f: [by_family[f][key]["cos_direction"] for key in PERTURBATIONS] for f in families},
-        path, logy=False, ylabel="cos(Δ₋, Δ₋ reference)", xlabel=" / ".join(PERTURBATIONS),
+    return AblationOutput(results, markdown(by_family), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """cos(Δ₋, Δ₋ reference) per perturbation and family, from ``results.json``'s content."""
+    by_family = results["by_family"]
+    return {"direction_stability": lambda path: plot_series(
+        list(range(len(PERTURBATIONS))), {f: [table[key]["cos_direction"] for key in PERTURBATIONS] for f, table in by_family.items()},
+        path, logy=False, ylabel="cos(Δ₋, Δ₋ reference)", xlabel="perturbation", xticklabels=PERTURBATIONS,
         title="stability of the physical direction")}
-    return AblationOutput(results, markdown(by_family), figures)
 
 
 def markdown(by_family: dict[str, Any]) -> str:

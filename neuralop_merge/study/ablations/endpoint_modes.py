@@ -11,11 +11,12 @@ trajectories), the anchor on its support, and the identity CCM-Coord against the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ...plots import plot_series
 from ..markdown import captioned_table
-from .base import (AblationOutput, AblationSettings, SeedLine, endpoint_errors, endpoint_gain, errors, interval,
+from .base import (AblationOutput, AblationSettings, Draw, SeedLine, endpoint_errors, endpoint_gain, errors, interval,
                    per_regime, ratio_summary, seed_line, summary)
 
 NAME = "endpoint_modes"
@@ -47,14 +48,18 @@ def run(settings: AblationSettings) -> AblationOutput:
     family = (settings.families or FAMILIES)[0]
     by_modes = {modes: modes_results(settings, family, modes) for modes in MODES}
     results = {"family": family, "modes": list(MODES), "by_modes": {str(m): table for m, table in by_modes.items()}}
+    return AblationOutput(results, markdown(family, by_modes), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """Each expert's error ratio to the anchor at its endpoint per mode count, from ``results.json``'s content."""
+    modes, gains = results["modes"], [results["by_modes"][str(m)]["expert_vs_anchor"] for m in results["modes"]]
     sides = {f"{side} expert / anchor at its endpoint": side for side in ("low", "high")}
-    figures = {"endpoint_modes": lambda path: plot_series(
-        list(MODES), {label: [by_modes[m]["expert_vs_anchor"][side]["gm_ratio"] for m in MODES] for label, side in sides.items()},
-        path, bands={label: tuple([by_modes[m]["expert_vs_anchor"][side]["ci"][i] for m in MODES] for i in (0, 1))
-                     for label, side in sides.items()},
-        hlines={"no gain": 1.0}, logy=False, xlabel="Fourier modes per axis", ylabel="error ratio (geometric mean)",
-        title=f"{family}: expert against anchor at its own endpoint (95 % CI over seeds)")}
-    return AblationOutput(results, markdown(family, by_modes), figures)
+    return {"endpoint_modes": lambda path: plot_series(
+        modes, {label: [gain[side]["gm_ratio"] for gain in gains] for label, side in sides.items()},
+        path, bands={label: tuple([gain[side]["ci"][i] for gain in gains] for i in (0, 1)) for label, side in sides.items()},
+        hlines={"no gain": 1.0}, logy=False, xticklabels=modes, xlabel="Fourier modes per axis", ylabel="error ratio (geometric mean)",
+        title=f"{results['family']}: expert against anchor at its own endpoint (95 % CI over seeds)")}
 
 
 def markdown(family: str, by_modes: dict[int, dict[str, Any]]) -> str:

@@ -9,6 +9,7 @@ future frames, and its per-trajectory α is reported against the trajectory's co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from ...plots import plot_coordinate_law, plot_series
 from ..config import SPLITS
 from ..evaluation import alpha_grid, prefix_scores, sweep
 from ..markdown import captioned_table
-from .base import AblationOutput, AblationSettings, interval, seed_line, summary
+from .base import AblationOutput, AblationSettings, Draw, interval, seed_line, summary
 
 NAME = "fixed_alpha_frontier"
 FAMILIES = ("dam_break",)
@@ -62,14 +63,19 @@ def run(settings: AblationSettings) -> AblationOutput:
     grid, cells, picks = split_cells(settings, family)
     table = frontier(grid, cells)
     results = {"family": family, "alphas": grid, "splits": table, "selected_alpha": picks}
-    figures = {"frontier": lambda path: plot_series(
-        grid, {split: table[split]["fixed_alpha"] for split in table}, path,
+    return AblationOutput(results, markdown(family, table, picks), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """The frontier and the per-trajectory picks, from ``results.json``'s content."""
+    family, table, picks = results["family"], results["splits"], results["selected_alpha"]
+    return {"frontier": lambda path: plot_series(
+        results["alphas"], {split: table[split]["fixed_alpha"] for split in table}, path,
         hlines={f"CCM-Prefix ({split})": table[split]["ccm_prefix"]["mean"] for split in table},
         xlabel="fixed α", title=f"{family}: every fixed α vs CCM-Prefix (mean over seeds)"),
         "selected_alpha": lambda path: plot_coordinate_law(
             [p["c"] for p in picks], [p["alpha"] for p in picks], None, path,
             title=f"{family}: α picked by CCM-Prefix per trajectory", ylabel="CCM-Prefix α")}
-    return AblationOutput(results, markdown(family, table, picks), figures)
 
 
 def markdown(family: str, table: dict[str, Any], picks: list[dict[str, float]]) -> str:

@@ -51,7 +51,7 @@ from ..data import TrainingSet, data_seed, training_set
 from ..evaluation import merge_line, score
 from ..markdown import table_lines
 from ..models import SeedTrainer
-from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, ratio_summary,
+from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, errors, interval, per_regime, ratio_summary,
                    seed_line, summary)
 
 NAME = "multi_axis"
@@ -294,9 +294,14 @@ def run(settings: AblationSettings) -> AblationOutput:
             results["fit_residual"][part][family] = {name: [p["fit_residual"][name] for p in parts] for name in SURFACES[part]}
     results["verdict"] = verdict(results["ratios"], len(settings.seeds))
     results["setup"] = setup(families_run)
-    figures = {f"{part}_{family}": figure(part, family, results[part][family], shapes[part][0])
-               for part in shapes for family in families_run}
-    return AblationOutput(results, markdown(results), figures)
+    return AblationOutput(results, markdown(results), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """One figure per part and family, from ``results.json``'s content."""
+    methods = {"one_axis": ONE_AXIS_METHODS, "two_axis": TWO_AXIS_METHODS}
+    return {f"{part}_{family}": figure(part, family, cells, methods[part])
+            for part in methods for family, cells in results[part].items()}
 
 
 def figure(part: str, family: str, cells: Mapping[str, Any], methods: Sequence[str]):
@@ -306,7 +311,7 @@ def figure(part: str, family: str, cells: Mapping[str, Any], methods: Sequence[s
         series = {m: [cells[name][m]["mean"] for name in names] for m in methods}
         banded = [m for m in methods if m == "line" or m in SURFACES[part]]
         bands = {m: ([cells[name][m]["ci"][0] for name in names], [cells[name][m]["ci"][1] for name in names]) for m in banded}
-        return plot_series(list(range(len(names))), series, path, bands=bands, xlabel=" / ".join(names),
+        return plot_series(list(range(len(names))), series, path, bands=bands, xticklabels=names,
                            title=f"{family}, {part.replace('_', ' ')}: surface vs line")
     return draw
 

@@ -12,6 +12,7 @@ The anchor's error on the same frames is the reference.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ import torch
 from ...plots import plot_series
 from ..evaluation import predict, score_prediction
 from ..markdown import table_lines
-from .base import AblationOutput, AblationSettings, SeedLine, interval, reduction, seed_line, summary
+from .base import AblationOutput, AblationSettings, Draw, SeedLine, interval, reduction, seed_line, summary
 
 NAME = "prefix_budget"
 FAMILIES = ("diffreact", "ns2d", "dam_break")
@@ -77,9 +78,12 @@ def run(settings: AblationSettings) -> AblationOutput:
     results: dict[str, Any] = {"k": list(BUDGETS), "scored_frames": {"future": "k+1..T", "common": f"{max(BUDGETS) + 1}..T"}}
     results.update({family: [cell["mean"] for cell in detail["future"]] for family, detail in details.items()})
     results["details"] = details
-    return AblationOutput(results, markdown(details), {
-        f"prefix_budget_{family}": figure(family, detail) for family, detail in details.items()
-    })
+    return AblationOutput(results, markdown(details), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """One figure per family, from ``results.json``'s content."""
+    return {f"prefix_budget_{family}": figure(family, detail) for family, detail in results["details"].items()}
 
 
 def figure(family: str, detail: dict[str, Any]):
@@ -89,7 +93,7 @@ def figure(family: str, detail: dict[str, Any]):
                   "anchor, frames k+1..T": [c["mean"] for c in detail["anchor"]]}
         bands = {label: ([c["ci"][0] for c in cells], [c["ci"][1] for c in cells])
                  for label, cells in zip(series, (detail["future"], detail["common"], detail["anchor"]))}
-        return plot_series(list(BUDGETS), series, path, bands=bands, logx=True, xlabel="observed frames k",
+        return plot_series(list(BUDGETS), series, path, bands=bands, logx=True, xticklabels=BUDGETS, xlabel="observed frames k",
                            title=f"{family}: CCM-Prefix OOD error vs prefix budget (95 % CI over seeds)")
     return draw
 

@@ -8,11 +8,12 @@ against the anchor of the same width; the identity CCM-Coord's is reported too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ...plots import plot_series
 from ..markdown import captioned_table
-from .base import (AblationOutput, AblationSettings, SeedLine, errors, interval, per_regime, prefix_errors, ratio_summary,
+from .base import (AblationOutput, AblationSettings, Draw, SeedLine, errors, interval, per_regime, prefix_errors, ratio_summary,
                    reduction, seed_line, summary)
 
 NAME = "scale_trend"
@@ -42,11 +43,17 @@ def run(settings: AblationSettings) -> AblationOutput:
                "ood_reduction": [widths[w]["reduction"]["ccm_prefix"] for w in WIDTHS],
                "ood_reduction_ccm_coord": [widths[w]["reduction"]["ccm_coord"] for w in WIDTHS],
                "by_width": {str(w): table for w, table in widths.items()}}
-    figures = {"scale_trend": lambda path: plot_series(
-        list(WIDTHS), {m: [widths[w]["ood"][m]["mean"] for w in WIDTHS] for m in METHODS}, path,
-        bands={m: ([widths[w]["ood"][m]["ci"][0] for w in WIDTHS], [widths[w]["ood"][m]["ci"][1] for w in WIDTHS]) for m in METHODS},
-        logx=True, xlabel="FNO hidden channels", title=f"{family}: OOD error vs FNO width (95 % CI over seeds)")}
-    return AblationOutput(results, markdown(family, widths), figures)
+    return AblationOutput(results, markdown(family, widths), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """The OOD error of each method per width, from ``results.json``'s content."""
+    widths, ood = results["widths"], [results["by_width"][str(w)]["ood"] for w in results["widths"]]
+    return {"scale_trend": lambda path: plot_series(
+        widths, {m: [cell[m]["mean"] for cell in ood] for m in METHODS}, path,
+        bands={m: ([cell[m]["ci"][0] for cell in ood], [cell[m]["ci"][1] for cell in ood]) for m in METHODS},
+        logx=True, xticklabels=widths, xlabel="FNO hidden channels",
+        title=f"{results['family']}: OOD error vs FNO width (95 % CI over seeds)")}
 
 
 def markdown(family: str, widths: dict[int, dict[str, Any]]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -30,6 +31,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)")
     p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                    help="override a study setting, e.g. --set n_test=2 (tests, smoke runs)")
+    p.add_argument("--redraw", action="store_true",
+                   help="only redraw the figures of the output folder from its results.json (no training, no scoring)")
     return p
 
 
@@ -39,12 +42,29 @@ def default_out(name: str, scale: str) -> Path:
     return folder / name
 
 
+def redraw(name: str, out: Path) -> int:
+    """Draw ``name``'s figures again from ``out/results.json``, as the run that wrote it would."""
+    path = out / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: cannot redraw {name} from {path}: {error}") from None
+    found = results.get("ablation") if isinstance(results, dict) else None
+    if found != name:
+        raise SystemExit(f"error: {path} holds the ablation {found!r}, not {name!r}")
+    drawn = [draw(out / f"{figure}.png").name for figure, draw in get(name).figures(results).items()]
+    print(f"{name}: redrew {', '.join(drawn)} in {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from .base import AblationSettings, write_outputs
 
     args = parser().parse_args(argv)
+    if args.redraw:
+        return redraw(args.name, args.out or default_out(args.name, args.scale))
     torch.set_num_threads(args.threads)
     settings = AblationSettings(
         seeds=tuple(args.seeds or scale_seeds(args.scale)[:3]),

@@ -19,6 +19,7 @@ split (the CCM study's DPOT experiment reports base 0.0447, average 0.0391, CCM 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ from ...training.seeding import derive_seed
 from ..config import SPLITS, StudyConfig
 from ..markdown import table_lines
 from ..models import Conditioned, SeedTrainer, build_fno, conditioned_data
-from .base import (AblationOutput, AblationSettings, SeedLine, cached_nets, errors, interval, per_regime, prefix_errors,
+from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, errors, interval, per_regime, prefix_errors,
                    ratio_summary, seed_line, summary)
 
 NAME = "strong_baselines"
@@ -152,16 +153,20 @@ def run(settings: AblationSettings) -> AblationOutput:
     results = {"family": family,
                "film_conditioned": {"splits": summaries(seeds, METHODS), "ratios": ratios},
                "dpot_style": {"shape": DPOT_SHAPE, "splits": summaries(dpot, DPOT_METHODS), "ratios": dpot_ratios}}
-    figures = {name: figure(family, results[name]["splits"], methods, title) for name, methods, title in (
+    return AblationOutput(results, markdown(results), figures(results))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """The conditioned FNOs and the DPOT-style line per split, from ``results.json``'s content."""
+    return {name: figure(results["family"], results[name]["splits"], methods, title) for name, methods, title in (
         ("film_conditioned", METHODS, "CCM against conditioned FNOs"),
         ("dpot_style", DPOT_METHODS, "a DPOT-style backbone merged"))}
-    return AblationOutput(results, markdown(results), figures)
 
 
 def figure(family: str, splits: dict[str, Any], methods: tuple[str, ...], title: str):
     def draw(path):
         return plot_series(list(range(len(SPLITS))), {m: [splits[split][m]["mean"] for split in SPLITS] for m in methods},
-                           path, xlabel="split: " + " / ".join(SPLITS), title=f"{family}: {title} (mean over seeds)")
+                           path, xlabel="split", xticklabels=SPLITS, title=f"{family}: {title} (mean over seeds)")
     return draw
 
 
