@@ -229,13 +229,18 @@ def write_outputs(out: Path, name: str, output: AblationOutput, *, command: str,
     out.mkdir(parents=True, exist_ok=True)
     payload = {"ablation": name, "command": command, "seeds": list(seeds), "scale": scale, **output.results}
     write_text(out / "results.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n", overwrite=True)
-    figures = [draw(out / f"{figure}.png").name for figure, draw in output.figures.items()]
+    figures = draw_figures(out, output.figures)
     lines = [f"# Ablation: {name}", "", "Produced by:", "", "```", command, "```", ""]
     if len(seeds) == 1:
         lines += ["One seed: the tables show means without intervals (a seed-clustered interval needs several seeds).", ""]
     lines += [output.markdown.rstrip(), ""]
     lines += [f"![{figure}]({figure})" for figure in figures]
     write_text(out / "results.md", "\n".join(lines) + "\n", overwrite=True)
+
+
+def draw_figures(out: Path, figures: Mapping[str, Draw]) -> list[str]:
+    """Draw each figure to ``out/<name>.png``; the file names, in order."""
+    return [draw(out / f"{name}.png").name for name, draw in figures.items()]
 
 
 def interval(cell: dict[str, Any], digits: int = 4) -> str:
@@ -248,6 +253,6 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 
 __all__ = [
-    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "endpoint_errors", "endpoint_gain", "errors", "interval",
+    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "draw_figures", "endpoint_errors", "endpoint_gain", "errors", "interval",
     "load_data", "per_regime", "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
 ]

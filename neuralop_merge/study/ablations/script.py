@@ -52,8 +52,9 @@ def redraw(name: str, out: Path) -> int:
     found = results.get("ablation") if isinstance(results, dict) else None
     if found != name:
         raise SystemExit(f"error: {path} holds the ablation {found!r}, not {name!r}")
-    drawn = [draw(out / f"{figure}.png").name for figure, draw in get(name).figures(results).items()]
-    print(f"{name}: redrew {', '.join(drawn)} in {out}")
+    from .base import draw_figures
+
+    print(f"{name}: redrew {', '.join(draw_figures(out, get(name).figures(results)))} in {out}")
     return 0
 
 
