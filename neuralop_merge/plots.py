@@ -179,7 +179,7 @@ def plot_fit_residuals(
 
 
 def plot_series(
-    x: Sequence[float],
+    x: Sequence[float] | Sequence[str],
     series: Mapping[str, Sequence[float]],
     path: PathLike,
     *,
@@ -190,29 +190,31 @@ def plot_series(
     ylabel: str = "rollout relative L2",
     logx: bool = False,
     logy: bool = True,
-    xticklabels: Sequence[str] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """One line per label over ``x``, with optional (lo, hi) bands (confidence intervals) and levels.
 
     Parameters
     ----------
-    x : sequence of float
+    x : sequence of float, or of str
+        names (splits, perturbations, maps) are categories, placed in order and written at their
+        ticks; on a log axis (``logx``) each value is written at its tick instead of 2^k marks
     series : Mapping[label, values]
         a value per ``x``
     bands : Mapping[label, (lo, hi)], optional
         shaded around the label's line, in its colour
     hlines : Mapping[label, float], optional
         dashed horizontal levels (a method that does not depend on ``x``)
-    xticklabels : sequence of str, optional
-        a name per ``x``, written at its tick (categories such as splits, instead of numbers)
     """
+    categorical = any(isinstance(value, str) for value in x)
+    names = [str(value) for value in x] if categorical or logx else None
+    positions = list(range(len(x))) if categorical else list(x)
     figure, axes = _figure()
     for index, (label, values) in enumerate(series.items()):
         color = f"C{index % 10}"
-        axes.plot(x, values, marker="o", color=color, label=str(label))
+        axes.plot(positions, values, marker="o", color=color, label=str(label))
         if bands and label in bands:
-            axes.fill_between(x, *bands[label], color=color, alpha=0.2, linewidth=0)
+            axes.fill_between(positions, *bands[label], color=color, alpha=0.2, linewidth=0)
     for index, (label, level) in enumerate((hlines or {}).items()):
         axes.axhline(level, color=f"C{(len(series) + index) % 10}", linestyle="--", linewidth=1, label=str(label))
     values = [v for line in series.values() for v in line] + list((hlines or {}).values())
@@ -220,9 +222,8 @@ def plot_series(
         axes.set_yscale("log")
     if logx:
         axes.set_xscale("log", base=2)
-    if xticklabels is not None:
-        names = [str(label) for label in xticklabels]
-        axes.set_xticks(list(x), names, rotation=20 if max(map(len, names), default=0) > 4 else 0, fontsize="small")
+    if names is not None:
+        axes.set_xticks(positions, names, rotation=20 if max(map(len, names), default=0) > 4 else 0, fontsize="small")
         axes.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)  # a log axis's 2^k marks
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axes.legend(fontsize="small")

@@ -10,7 +10,7 @@ from neuralop.models import FNO
 
 from neuralop_merge.errors import TrainingError
 from neuralop_merge.study.ablations import NAMES, get
-from neuralop_merge.study.ablations.base import cached_nets, ratio_summary, summary
+from neuralop_merge.study.ablations.base import cached_nets, competence, ratio_summary, summary
 from neuralop_merge.study.ablations.direction_stability import direction_cosines
 from neuralop_merge.study.ablations.multi_axis import nearest_level, verdict, verdict_of
 from neuralop_merge.study.ablations.script import main
@@ -54,7 +54,9 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         and all(0 < r["by_family"]["dam_break"][run]["expert_vs_anchor"][side]["gm_ratio"] < float("inf")
                 for run in ("reference", "lr:2") for side in ("low", "high")),
         "prefix_budget": lambda r: r["k"] == [1, 2, 4, 8] and len(r["dam_break"]) == 4,
-        "scale_trend": lambda r: len(r["widths"]) >= 3 and len(r["ood_reduction"]) == len(r["widths"]),
+        "scale_trend": lambda r: len(r["widths"]) >= 3 and len(r["ood_reduction"]) == len(r["widths"])
+        and all({"anchor_support", "low_at_low", "high_at_high", "persistence_id", "meets_target", "within_persistence_fraction"}
+                <= set(r["by_width"][str(w)]["competence"]) for w in r["widths"]),
         "fixed_alpha_frontier": lambda r: len(r["splits"]["ood"]["fixed_alpha"]) == len(r["alphas"])
         and {"seed", "c", "alpha"} <= set(r["selected_alpha"][0]),
         "calibration_bank": lambda r: {"within", "size_2", "size_3", "size_5", "default"} <= set(r["dam_break"]["vs_anchor"]),
@@ -99,6 +101,23 @@ def test_zero_threads_is_a_usage_error_naming_the_option(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["prefix_budget", "--threads", "0"])
     assert exit_info.value.code == 2 and "--threads: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_competence_applies_the_studys_rule_to_each_seeds_errors():
+    def seed(anchor_support, low, high, anchor_at_low, anchor_at_high):
+        return {"anchor_support": anchor_support, "low_at_low": low, "high_at_high": high,
+                "persistence_id": [0.5, 0.5], "persistence_support": [0.4, 0.4],
+                "endpoints": {"low": {"expert": low, "anchor": anchor_at_low}, "high": {"expert": high, "anchor": anchor_at_high}}}
+
+    seeds = [seed([0.01, 0.03], [0.1, 0.1], [0.2, 0.2], [0.2, 0.2], [0.1, 0.1]),
+             seed([0.02, 0.02], [0.1, 0.1], [0.1, 0.1], [0.2, 0.2], [0.2, 0.2])]
+    verdict = competence(seeds, "dam_break")  # target 0.01
+    assert verdict["anchor_support"] == pytest.approx(0.02) and verdict["high_at_high"] == pytest.approx(0.15)
+    assert verdict["target"] == 0.01 and not verdict["meets_target"]
+    assert verdict["within_persistence_fraction"]  # 0.02 ≤ 0.3 × 0.4, 0.1 and 0.15 ≤ 0.3 × 0.5
+    assert verdict["expert_beats_anchor_at_own_endpoint"] == {"low": [True, True], "high": [False, True]}
+    assert not competence([seeds[0], seed([0.3, 0.3], [0.1, 0.1], [0.1, 0.1], [1, 1], [1, 1])], "diffreact")[
+        "within_persistence_fraction"]  # the anchor's 0.16 on its support exceeds 0.3 × 0.4
 
 
 def test_unknown_ablation_is_refused():

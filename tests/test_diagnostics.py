@@ -142,10 +142,15 @@ def test_plots_take_plain_arrays(tmp_path):
 def test_series_over_categories_names_each_tick(tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(plots, "_save", lambda figure, path, overwrite: saved.append(figure))
-    plots.plot_series([0, 1, 2], {"ccm": [0.3, 0.2, 0.4]}, tmp_path / "splits.png", xticklabels=["support", "id", "ood"])
-    axes = saved[0].axes[0]
-    assert [label.get_text() for label in axes.get_xticklabels()] == ["support", "id", "ood"]
-    assert list(axes.get_xticks()) == [0, 1, 2]
+    plots.plot_series(["support", "id", "ood"], {"ccm": [0.3, 0.2, 0.4]}, tmp_path / "splits.png")
+    plots.plot_series([12, 24, 48], {"ccm": [0.3, 0.2, 0.4]}, tmp_path / "widths.png", logx=True)
+    plots.plot_series([0.5, 1.0, 1.5], {"ccm": [0.3, 0.2, 0.4]}, tmp_path / "alpha.png")
+    splits, widths, alpha = (figure.axes[0] for figure in saved)
+    assert [label.get_text() for label in splits.get_xticklabels()] == ["support", "id", "ood"]
+    assert list(splits.get_xticks()) == [0, 1, 2]
+    assert [label.get_text() for label in widths.get_xticklabels()] == ["12", "24", "48"]  # not 2^k marks
+    assert list(widths.get_xticks()) == [12, 24, 48]
+    assert [line.get_xdata().tolist() for line in alpha.get_lines()] == [[0.5, 1.0, 1.5]]  # numbers stay where they are
 
 
 def test_fit_report_is_the_surface_residual():

@@ -140,12 +140,21 @@ def competence(study: Study, family: str) -> dict[str, Any]:
         "persistence_id": mean("id", "persistence"),
         "persistence_support": mean("support", "persistence"),
     }
-    target = COMPETENCE_TARGET[family]
     beats = {
         name: [bool(np.mean(np.log(study.errors(r, "id", name, c=c)) - np.log(study.errors(r, "id", "anchor", c=c))) < 0)
                for r in study.records]
         for name, c in (("low", -1.0), ("high", 1.0))
     }
+    return competence_checks(values, beats, family)
+
+
+def competence_checks(values: dict[str, float], beats: dict[str, list[bool]], family: str) -> dict[str, Any]:
+    """The study's competence verdicts on the mean errors ``values`` (keys as in ``results.json``).
+
+    ``beats[side]`` says, per seed, whether that side's expert beat the anchor at its own endpoint
+    (geometric mean of per-trajectory ratios below 1).
+    """
+    target = COMPETENCE_TARGET[family]
     checks = {
         "target": target,
         "meets_target": all(values[k] <= target for k in ("anchor_support", "low_at_low", "high_at_high")),

@@ -29,9 +29,10 @@ from ...io import load_model, save_model
 from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import StudyConfig, get_config
 from ..data import Regime, StudyData, generate_data
-from ..evaluation import ERROR_CAP, FAILURE_ERROR, log_error, merge_line, prefix_scores, score
+from ..evaluation import ERROR_CAP, FAILURE_ERROR, log_error, merge_line, persistence, prefix_scores, score, score_prediction
 from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest
+from ..report import competence_checks
 from ..report import summary as seed_summary
 from ..stats import geometric_mean_ratio
 
@@ -183,6 +184,33 @@ def endpoint_errors(line: SeedLine, models: Mapping[str, ProcessedModel]) -> dic
             for side, c in (("low", -1.0), ("high", 1.0))}
 
 
+def persistence_errors(regimes: Sequence[Regime], k: int) -> list[float]:
+    """Future-frame relative L2 of repeating each trajectory's last observed frame (frame ``k``)."""
+    return [value for regime in regimes
+            for value in score_prediction(persistence(regime.trajectories, k), regime.trajectories, k).rel_l2.tolist()]
+
+
+def competence_errors(line: SeedLine) -> dict[str, Any]:
+    """One seed's errors behind the study's competence rule: the anchor on its support, each expert
+    at its own endpoint (with the anchor there) and persistence on both."""
+    k = line.config.prefix_k
+    endpoints = endpoint_errors(line, line.models())
+    return {"anchor_support": errors(line.anchor, line.tests("support"), k),
+            "low_at_low": endpoints["low"]["expert"], "high_at_high": endpoints["high"]["expert"],
+            "persistence_id": persistence_errors(line.tests("id"), k),
+            "persistence_support": persistence_errors(line.tests("support"), k), "endpoints": endpoints}
+
+
+def competence(seeds: Sequence[Mapping[str, Any]], family: str) -> dict[str, Any]:
+    """The study's competence verdicts (the keys of its ``results.json``) from :func:`competence_errors` of each seed."""
+    values = {key: float(np.mean(np.concatenate([seed[key] for seed in seeds])))
+              for key in ("anchor_support", "low_at_low", "high_at_high", "persistence_id", "persistence_support")}
+    beats = {side: [bool(np.mean(np.log(seed["endpoints"][side]["expert"]) - np.log(seed["endpoints"][side]["anchor"])) < 0)
+                    for seed in seeds]
+             for side in ("low", "high")}
+    return competence_checks(values, beats, family)
+
+
 def endpoint_gain(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per side, expert / anchor at the expert's endpoint: geometric mean of per-trajectory ratios, seed-clustered CI."""
     return {side: ratio_summary([s[side]["expert"] for s in seeds], [s[side]["anchor"] for s in seeds])
@@ -216,25 +244,30 @@ def reduction(method: dict[str, Any], baseline: dict[str, Any]) -> float:
 
 @dataclass
 class AblationOutput:
-    """What an ablation writes: results.json's content, results.md's body and its figures."""
+    """What an ablation's run returns: results.json's content and results.md's body.
+
+    Its figures come from the module's ``figures(results)``, drawn from what results.json holds.
+    """
 
     results: dict[str, Any]
     markdown: str
-    figures: dict[str, Draw]
 
 
-def write_outputs(out: Path, name: str, output: AblationOutput, *, command: str, seeds: Sequence[int],
-                  scale: str = "small") -> None:
-    """``results.json``, ``results.md`` (the command on top) and the figures, in ``out``."""
+def write_outputs(out: Path, name: str, output: AblationOutput, figures: Callable[[Mapping[str, Any]], Mapping[str, Draw]], *,
+                  command: str, seeds: Sequence[int], scale: str = "small") -> None:
+    """``results.json``, ``results.md`` (the command on top) and the figures, in ``out``.
+
+    ``figures`` draws from the payload written to results.json, exactly as ``--redraw`` later does.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"ablation": name, "command": command, "seeds": list(seeds), "scale": scale, **output.results}
-    write_text(out / "results.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n", overwrite=True)
-    figures = draw_figures(out, output.figures)
+    payload = json_safe({"ablation": name, "command": command, "seeds": list(seeds), "scale": scale, **output.results})
+    write_text(out / "results.json", json.dumps(payload, indent=2, allow_nan=False) + "\n", overwrite=True)
+    drawn = draw_figures(out, figures(payload))
     lines = [f"# Ablation: {name}", "", "Produced by:", "", "```", command, "```", ""]
     if len(seeds) == 1:
         lines += ["One seed: the tables show means without intervals (a seed-clustered interval needs several seeds).", ""]
     lines += [output.markdown.rstrip(), ""]
-    lines += [f"![{figure}]({figure})" for figure in figures]
+    lines += [f"![{figure}]({figure})" for figure in drawn]
     write_text(out / "results.md", "\n".join(lines) + "\n", overwrite=True)
 
 
@@ -253,6 +286,6 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 
 __all__ = [
-    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "draw_figures", "endpoint_errors", "endpoint_gain", "errors", "interval",
-    "load_data", "per_regime", "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
+    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "competence", "competence_errors", "draw_figures", "endpoint_errors", "endpoint_gain", "errors", "interval",
+    "load_data", "per_regime", "persistence_errors", "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
 ]

@@ -79,7 +79,7 @@ def run(settings: AblationSettings) -> AblationOutput:
             "vs_anchor": {m: ratio_summary([s["errors"][m] for s in seeds], [s["errors"]["anchor"] for s in seeds]) for m in methods[1:]},
             "maps": [s["maps"] for s in seeds], "best_alpha": [s["best_alpha"] for s in seeds],
         }
-    return AblationOutput(results, markdown(results, families), figures(results))
+    return AblationOutput(results, markdown(results, families))
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
@@ -87,8 +87,8 @@ def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
     families = [key for key, value in results.items() if isinstance(value, Mapping) and "vs_anchor" in value]
     maps = ["identity", *BANKS]
     return {"calibration_bank": lambda path: plot_series(
-        list(range(len(maps))), {f: [results[f]["vs_anchor"][m]["gm_ratio"] for m in maps] for f in families},
-        path, xlabel="map", xticklabels=maps, ylabel="OOD error ratio to the anchor (geometric mean)",
+        maps, {f: [results[f]["vs_anchor"][m]["gm_ratio"] for m in maps] for f in families},
+        path, xlabel="map", ylabel="OOD error ratio to the anchor (geometric mean)",
         title="calibrated CCM-Coord by calibration bank")}
 
 

@@ -72,7 +72,7 @@ def run(settings: AblationSettings) -> AblationOutput:
         seeds, calibration = zip(*(seed_errors(seed_line(settings, settings.config(family), seed)) for seed in settings.seeds))
         results["by_family"][family] = {**family_summary(seeds), "beta_calibration": list(calibration)}
     results["plane"] = results["by_family"][families[0]]["splits"]
-    return AblationOutput(results, markdown(results["by_family"]), figures(results))
+    return AblationOutput(results, markdown(results["by_family"]))
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
@@ -90,7 +90,7 @@ def family_summary(seeds: list[dict[str, dict[str, list[float]]]]) -> dict[str, 
 def figure(family: str, table: dict[str, Any]):
     def draw(path):
         series = {method: [table["splits"][split][method]["mean"] for split in SPLITS] for method in METHODS}
-        return plot_series(list(range(len(SPLITS))), series, path, xlabel="split", xticklabels=SPLITS,
+        return plot_series(SPLITS, series, path, xlabel="split",
                            title=f"{family}: the CCM plane against the line and the anchor")
     return draw
 

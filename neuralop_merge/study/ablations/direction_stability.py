@@ -141,15 +141,15 @@ def run(settings: AblationSettings) -> AblationOutput:
                            "ccm_ood": {f: by_family[f][key]["ccm_ood"] for f in families}} for key in PERTURBATIONS}
     results = {"perturbations": perturbations, "reference": {f: by_family[f]["reference"] for f in families},
                "by_family": by_family}
-    return AblationOutput(results, markdown(by_family), figures(results))
+    return AblationOutput(results, markdown(by_family))
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
     """cos(Δ₋, Δ₋ reference) per perturbation and family, from ``results.json``'s content."""
     by_family = results["by_family"]
     return {"direction_stability": lambda path: plot_series(
-        list(range(len(PERTURBATIONS))), {f: [table[key]["cos_direction"] for key in PERTURBATIONS] for f, table in by_family.items()},
-        path, logy=False, ylabel="cos(Δ₋, Δ₋ reference)", xlabel="perturbation", xticklabels=PERTURBATIONS,
+        PERTURBATIONS, {f: [table[key]["cos_direction"] for key in PERTURBATIONS] for f, table in by_family.items()},
+        path, logy=False, ylabel="cos(Δ₋, Δ₋ reference)", xlabel="perturbation",
         title="stability of the physical direction")}
 
 

@@ -63,7 +63,7 @@ def run(settings: AblationSettings) -> AblationOutput:
     grid, cells, picks = split_cells(settings, family)
     table = frontier(grid, cells)
     results = {"family": family, "alphas": grid, "splits": table, "selected_alpha": picks}
-    return AblationOutput(results, markdown(family, table, picks), figures(results))
+    return AblationOutput(results, markdown(family, table, picks))
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:

@@ -294,7 +294,7 @@ def run(settings: AblationSettings) -> AblationOutput:
             results["fit_residual"][part][family] = {name: [p["fit_residual"][name] for p in parts] for name in SURFACES[part]}
     results["verdict"] = verdict(results["ratios"], len(settings.seeds))
     results["setup"] = setup(families_run)
-    return AblationOutput(results, markdown(results), figures(results))
+    return AblationOutput(results, markdown(results))
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
@@ -311,7 +311,7 @@ def figure(part: str, family: str, cells: Mapping[str, Any], methods: Sequence[s
         series = {m: [cells[name][m]["mean"] for name in names] for m in methods}
         banded = [m for m in methods if m == "line" or m in SURFACES[part]]
         bands = {m: ([cells[name][m]["ci"][0] for name in names], [cells[name][m]["ci"][1] for name in names]) for m in banded}
-        return plot_series(list(range(len(names))), series, path, bands=bands, xticklabels=names,
+        return plot_series(names, series, path, bands=bands,
                            title=f"{family}, {part.replace('_', ' ')}: surface vs line")
     return draw
 

@@ -78,7 +78,7 @@ def run(settings: AblationSettings) -> AblationOutput:
     results: dict[str, Any] = {"k": list(BUDGETS), "scored_frames": {"future": "k+1..T", "common": f"{max(BUDGETS) + 1}..T"}}
     results.update({family: [cell["mean"] for cell in detail["future"]] for family, detail in details.items()})
     results["details"] = details
-    return AblationOutput(results, markdown(details), figures(results))
+    return AblationOutput(results, markdown(details))
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
@@ -93,7 +93,7 @@ def figure(family: str, detail: dict[str, Any]):
                   "anchor, frames k+1..T": [c["mean"] for c in detail["anchor"]]}
         bands = {label: ([c["ci"][0] for c in cells], [c["ci"][1] for c in cells])
                  for label, cells in zip(series, (detail["future"], detail["common"], detail["anchor"]))}
-        return plot_series(list(BUDGETS), series, path, bands=bands, logx=True, xticklabels=BUDGETS, xlabel="observed frames k",
+        return plot_series(list(BUDGETS), series, path, bands=bands, logx=True, xlabel="observed frames k",
                            title=f"{family}: CCM-Prefix OOD error vs prefix budget (95 % CI over seeds)")
     return draw
 

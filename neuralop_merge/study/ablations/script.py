@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or default_out(args.name, args.scale)
     command = "python " + shlex.join(["examples/ablations.py", *(sys.argv[1:] if argv is None else argv)])
     started = time.perf_counter()
-    output = get(args.name).run(settings)
-    write_outputs(out, args.name, output, command=command, seeds=settings.seeds, scale=settings.scale)
+    ablation = get(args.name)
+    write_outputs(out, args.name, ablation.run(settings), ablation.figures, command=command, seeds=settings.seeds,
+                  scale=settings.scale)
     print(f"{args.name}: done in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'results.md'}")
     return 0

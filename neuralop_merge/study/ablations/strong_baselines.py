@@ -153,7 +153,7 @@ def run(settings: AblationSettings) -> AblationOutput:
     results = {"family": family,
                "film_conditioned": {"splits": summaries(seeds, METHODS), "ratios": ratios},
                "dpot_style": {"shape": DPOT_SHAPE, "splits": summaries(dpot, DPOT_METHODS), "ratios": dpot_ratios}}
-    return AblationOutput(results, markdown(results), figures(results))
+    return AblationOutput(results, markdown(results))
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
@@ -165,8 +165,8 @@ def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
 
 def figure(family: str, splits: dict[str, Any], methods: tuple[str, ...], title: str):
     def draw(path):
-        return plot_series(list(range(len(SPLITS))), {m: [splits[split][m]["mean"] for split in SPLITS] for m in methods},
-                           path, xlabel="split", xticklabels=SPLITS, title=f"{family}: {title} (mean over seeds)")
+        return plot_series(SPLITS, {m: [splits[split][m]["mean"] for split in SPLITS] for m in methods},
+                           path, xlabel="split", title=f"{family}: {title} (mean over seeds)")
     return draw
 
 
