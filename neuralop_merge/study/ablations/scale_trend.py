@@ -66,7 +66,7 @@ def markdown(family: str, widths: dict[int, dict[str, Any]]) -> str:
     rows = [[width, interval(t["ood"]["anchor"]), interval(t["ood"]["ccm_coord"]), interval(t["ood"]["ccm_prefix"]),
              f"{t['reduction']['ccm_prefix']:+.1f} %", interval(t["ratios"]["ccm_prefix_vs_anchor"], 3)]
             for width, t in widths.items()]
-    return captioned_table(caption, columns, rows) + "\n" + competence_table(family, widths)
+    return "\n\n".join((captioned_table(caption, columns, rows).rstrip(), competence_table(family, widths)))
 
 
 def competence_table(family: str, widths: dict[int, dict[str, Any]]) -> str:
