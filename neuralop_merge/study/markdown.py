@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
+from .config import COMPETENCE_VS_PERSISTENCE
 from .records import LABELS
 
 SPLIT_NAMES = {
@@ -120,11 +121,11 @@ def competence_lines(results: dict[str, Any]) -> list[str]:
     c = results["competence"]
     beats = c["expert_beats_anchor_at_own_endpoint"]
     return [
-        f"- Target: mean relative L2 ≤ {c['target']} and ≤ 0.3 × persistence.",
+        f"- Target: mean relative L2 ≤ {c['target']} and ≤ {COMPETENCE_VS_PERSISTENCE} × persistence.",
         f"- Anchor on its support: **{c['anchor_support']:.4f}** (persistence {c['persistence_support']:.4f}); "
         f"low expert at c = −1: **{c['low_at_low']:.4f}**; high expert at c = +1: **{c['high_at_high']:.4f}** "
         f"(persistence on the endpoints {c['persistence_id']:.4f}).",
-        f"- Target met: **{'yes' if c['meets_target'] else 'no'}**; within 0.3 × persistence: "
+        f"- Target met: **{'yes' if c['meets_target'] else 'no'}**; within {COMPETENCE_VS_PERSISTENCE} × persistence: "
         f"**{'yes' if c['within_persistence_fraction'] else 'no'}**.",
         f"- Expert better than the anchor at its own endpoint (geometric mean over its trajectories), per seed: "
         f"low {beats['low']}, high {beats['high']}.",

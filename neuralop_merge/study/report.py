@@ -141,18 +141,22 @@ def competence(study: Study, family: str) -> dict[str, Any]:
         "persistence_support": mean("support", "persistence"),
     }
     beats = {
-        name: [bool(np.mean(np.log(study.errors(r, "id", name, c=c)) - np.log(study.errors(r, "id", "anchor", c=c))) < 0)
-               for r in study.records]
+        name: [beats_anchor(study.errors(r, "id", name, c=c), study.errors(r, "id", "anchor", c=c)) for r in study.records]
         for name, c in (("low", -1.0), ("high", 1.0))
     }
     return competence_checks(values, beats, family)
+
+
+def beats_anchor(expert: Any, anchor: Any) -> bool:
+    """Does an expert beat the anchor on the same trajectories? (geometric mean of per-trajectory ratios below 1)"""
+    return bool(np.mean(np.log(expert) - np.log(anchor)) < 0)
 
 
 def competence_checks(values: dict[str, float], beats: dict[str, list[bool]], family: str) -> dict[str, Any]:
     """The study's competence verdicts on the mean errors ``values`` (keys as in ``results.json``).
 
     ``beats[side]`` says, per seed, whether that side's expert beat the anchor at its own endpoint
-    (geometric mean of per-trajectory ratios below 1).
+    (:func:`beats_anchor`).
     """
     target = COMPETENCE_TARGET[family]
     checks = {

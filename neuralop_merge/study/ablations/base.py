@@ -32,7 +32,7 @@ from ..data import Regime, StudyData, generate_data
 from ..evaluation import ERROR_CAP, FAILURE_ERROR, log_error, merge_line, persistence, prefix_scores, score, score_prediction
 from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest
-from ..report import competence_checks
+from ..report import beats_anchor, competence_checks
 from ..report import summary as seed_summary
 from ..stats import geometric_mean_ratio
 
@@ -205,8 +205,7 @@ def competence(seeds: Sequence[Mapping[str, Any]], family: str) -> dict[str, Any
     """The study's competence verdicts (the keys of its ``results.json``) from :func:`competence_errors` of each seed."""
     values = {key: float(np.mean(np.concatenate([seed[key] for seed in seeds])))
               for key in ("anchor_support", "low_at_low", "high_at_high", "persistence_id", "persistence_support")}
-    beats = {side: [bool(np.mean(np.log(seed["endpoints"][side]["expert"]) - np.log(seed["endpoints"][side]["anchor"])) < 0)
-                    for seed in seeds]
+    beats = {side: [beats_anchor(seed["endpoints"][side]["expert"], seed["endpoints"][side]["anchor"]) for seed in seeds]
              for side in ("low", "high")}
     return competence_checks(values, beats, family)
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...plots import plot_series
+from ..config import COMPETENCE_VS_PERSISTENCE
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, competence, competence_errors, errors, interval, per_regime,
                    prefix_errors, ratio_summary, reduction, seed_line, summary)
@@ -73,9 +74,9 @@ def competence_table(family: str, widths: dict[int, dict[str, Any]]) -> str:
     """Each width's models against the study's competence rule."""
     target = next(iter(widths.values()))["competence"]["target"]
     caption = (f"{family}, competence of each width's models (mean relative L2 over seeds; target ≤ {target} and "
-               "≤ 0.3 × persistence; experts beating the anchor at their own endpoint, per seed).")
+               f"≤ {COMPETENCE_VS_PERSISTENCE} × persistence; experts beating the anchor at their own endpoint, per seed).")
     columns = ["width", "anchor on support", "low at c = −1", "high at c = +1", "persistence (endpoints)", "target met",
-               "≤ 0.3 × persistence", "low beats anchor", "high beats anchor"]
+               f"≤ {COMPETENCE_VS_PERSISTENCE} × persistence", "low beats anchor", "high beats anchor"]
 
     def row(width: int, c: dict[str, Any]) -> list[Any]:
         beats = c["expert_beats_anchor_at_own_endpoint"]
