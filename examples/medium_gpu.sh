@@ -10,6 +10,8 @@
 # the scale's own), DEVICE (cuda),
 # EXTRA (more options for every seed's run, e.g. "--set n_test=2" for a smoke test).
 # The committed examples/results/medium/ came from this script on one NVIDIA H200 (15 seeds in 7 min).
+# examples/results/medium16/ came from the same per-seed commands on one NVIDIA H100 (15 seeds in under 9 min),
+# launched by a device wrapper that also packed each finished record as it came.
 set -euo pipefail
 scale=${SCALE:-medium}
 out=${1:-examples/results/$scale}
