@@ -36,7 +36,8 @@ def alpha_curves(results: dict[str, Any], records: list[SeedRecord], path: Path)
         label = f"{first.split} c={first.c:+g}"
         curves[label] = (alphas, np.mean([record.regimes[index].alpha_curve for record in records], axis=0).tolist())
         chosen[label] = _mean_alpha([record.regimes[index].methods[results["selected_ccm"]].alpha for record in records])
-    title = f"{results['family']}: error along θ(α), mean over seeds (dots: {results['selected_ccm']})"
+    # Two lines: a variant's label on the first would run past the figure's edge.
+    title = f"{results['family']}: error along θ(α), mean over seeds\ndots: the selected {LABELS[results['selected_ccm']]}"
     return plot_alpha_curves(curves, chosen, path, title=title, ylabel="future-frame relative L2")
 
 
