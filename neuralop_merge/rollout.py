@@ -27,6 +27,8 @@ from torch import Tensor, nn
 from .errors import EvaluationError
 
 AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# torch.compile modes that capture CUDA graphs on a CUDA device.
+CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})
 
 Step = Callable[[Tensor], Tensor]
 
@@ -287,6 +289,8 @@ def _make_step(
     if compile:
         mode = compile if isinstance(compile, str) else None
         forward = torch.compile(model, mode=mode)
+        if device.type == "cuda" and mode in CUDA_GRAPH_MODES:
+            forward = _graph_safe(forward)
     if amp is None:
         return forward
     dtype = AMP_DTYPES[amp]
@@ -296,6 +300,20 @@ def _make_step(
             return forward(inputs)
 
     return autocast_forward
+
+
+def _graph_safe(forward: Step) -> Step:
+    """``forward`` made safe to feed its own output back under CUDA graphs.
+
+    A CUDA-graph replay reuses its output memory, so the previous step's output,
+    which is this step's input, would be overwritten while it is read. Each step
+    is marked as a new iteration and its output copied out of the graph's pool.
+    """
+    def step(inputs: Tensor) -> Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return forward(inputs).clone()
+
+    return step
 
 
 def _batch_slices(batch_size: int, max_batch: int | None) -> Iterator[slice]:
