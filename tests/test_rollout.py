@@ -181,9 +181,13 @@ def test_compiled_step_that_agrees_with_eager_is_kept(monkeypatch):
         return compiled
 
     monkeypatch.setattr(torch, "compile", fake_compile)
+    forwards = []
+    model.register_forward_hook(lambda module, inputs, output: forwards.append(tuple(inputs[0].shape)))
     x0 = torch.randn(3, 2, 16, 16)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         trajectory = rollout(model, x0, 4, compile=True, max_batch=2)
+    assert calls == [(2, 2, 16, 16)] * 4 + [(1, 2, 16, 16)] * 4  # every step ran the compiled function
+    # The model ran once per compiled step plus one eager check per input shape, not one per step.
+    assert sorted(forwards) == sorted(calls + [(2, 2, 16, 16), (1, 2, 16, 16)])
     assert torch.equal(trajectory, rollout(model, x0, 4))
-    assert calls == [(2, 2, 16, 16)] * 4 + [(1, 2, 16, 16)] * 4  # every step compiled; each shape checked once
