@@ -49,10 +49,12 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
     assert results["ablation"] == name and results["seeds"] == [0, 1]
     check = {
         "direction_stability": lambda r: {key.split(":")[0] for key in r["perturbations"]}
-        == {"lr", "steps", "optimizer", "anchor_seed", "data_seed"}
+        == {"lr", "steps", "data", "optimizer", "anchor_seed", "data_seed"}
         and all({"cos_direction", "ccm_ood"} <= set(cell) for cell in r["perturbations"].values())
         and all(0 < r["by_family"]["dam_break"][run]["expert_vs_anchor"][side]["gm_ratio"] < float("inf")
-                for run in ("reference", "lr:2") for side in ("low", "high")),
+                for run in ("reference", "lr:2") for side in ("low", "high"))
+        and all(0 < r["by_family"]["dam_break"][run]["low_at_low"]["mean"] < float("inf") for run in ("reference", "data:4"))
+        and r["by_family"]["dam_break"]["reference"]["persistence_low"] > 0,
         "prefix_budget": lambda r: r["k"] == [1, 2, 4, 8] and len(r["dam_break"]) == 4,
         "scale_trend": lambda r: len(r["widths"]) >= 3 and len(r["ood_reduction"]) == len(r["widths"])
         and all({"anchor_support", "low_at_low", "high_at_high", "persistence_id", "meets_target", "within_persistence_fraction"}

@@ -5,10 +5,14 @@ perturbation refits the endpoint experts of a seed with one thing changed and co
 with the reference run's (the study's recipe), per tensor and over all weights (cosine of the
 flattened update; complex spectral weights as real pairs), then scores the perturbed line's
 identity CCM-Coord (α = c) on the OOD test regimes, and each of its experts against its anchor at
-the expert's own endpoint (does the refit expert still carry physics the anchor lacks?):
+the expert's own endpoint (does the refit expert still carry physics the anchor lacks?), with the
+low expert's own error there against the persistence baseline (the study's competence rule):
 
 ``lr:0.5``, ``lr:2``            the experts' learning rate halved / doubled;
-``steps:0.5``, ``steps:2``      the experts' step cap halved / doubled (the stopping rule scales);
+``steps:0.5``, ``steps:2``,     the experts' step cap halved / doubled / quadrupled (the stopping
+``steps:4``                     rule scales);
+``data:4``                      the experts fine-tuned on four times as many endpoint trajectories
+                                (same step cap): is an expert short of data or of steps?
 ``optimizer:sgd``               SGD with Nesterov momentum 0.9 at 10× the AdamW rate;
 ``anchor_seed:+1000``           a new anchor (another initialization and batch order, same data)
                                 and its own experts: Δ₋ is then taken around a different θ₀;
@@ -33,11 +37,12 @@ from ..data import training_set
 from ..evaluation import merge_line
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
-                   interval, per_regime, seed_line, summary, train_line)
+                   interval, per_regime, persistence_errors, seed_line, summary, train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
-PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "optimizer:sgd", "anchor_seed:+1000", "data_seed:+1000")
+PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "steps:4", "data:4", "optimizer:sgd", "anchor_seed:+1000",
+                 "data_seed:+1000")
 SEED_OFFSET = 1000
 SGD_LR_FACTOR = 10.0
 
@@ -79,17 +84,18 @@ def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: Increm
         options["optimizer"] = value
     elif kind == "anchor_seed":
         options = {"anchor_seed": seed + SEED_OFFSET}
+    elif kind == "data":
+        data = replace(data, **endpoint_sets(settings, config, seed, round(config.data.n_endpoint * float(value))))
     elif kind == "data_seed":
-        data = replace(data, **other_endpoints(settings, config, seed + SEED_OFFSET))
+        data = replace(data, **endpoint_sets(settings, config, seed + SEED_OFFSET, config.data.n_endpoint))
     folder = settings.folder(line.config, seed, f"direction-{kind}-{value}")
     return cached_nets(folder, ("anchor", "low", "high"),
                        lambda: train_line(config, seed, data, processor, settings=settings, **options))
 
 
-def other_endpoints(settings: AblationSettings, config: StudyConfig, seed: int) -> dict[str, Any]:
-    """The endpoint training sets of another data seed."""
+def endpoint_sets(settings: AblationSettings, config: StudyConfig, seed: int, n: int) -> dict[str, Any]:
+    """The endpoint training sets of ``seed``'s data with ``n`` trajectories per endpoint."""
     folder = settings.folder(config, seed, "data")
-    n = config.data.n_endpoint
     return {role: training_set(config, seed, role, (c,), n, settings.device, folder) for role, c in (("low", -1.0), ("high", 1.0))}
 
 
@@ -105,6 +111,7 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
     out: dict[str, Any] = {
         "reference": ood_errors(reference, line), "anchor": errors(line.anchor, line.tests("ood"), line.config.prefix_k),
         "reference_endpoints": endpoint_errors(line, line.models()),
+        "persistence_low": persistence_errors([regime for regime in line.tests("id") if regime.c == -1.0], line.config.prefix_k),
     }
     for key in PERTURBATIONS:
         settings.log(f"  {family} seed {seed}: {key}")
@@ -121,7 +128,9 @@ def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
     seeds = [seed_results(settings, family, seed) for seed in settings.seeds]
     table: dict[str, Any] = {"reference": {"ccm_ood": summary([s["reference"] for s in seeds]),
                                            "anchor_ood": summary([s["anchor"] for s in seeds]),
-                                           "expert_vs_anchor": endpoint_gain([s["reference_endpoints"] for s in seeds])}}
+                                           "expert_vs_anchor": endpoint_gain([s["reference_endpoints"] for s in seeds]),
+                                           "low_at_low": low_error([s["reference_endpoints"] for s in seeds]),
+                                           "persistence_low": float(np.mean([s["persistence_low"] for s in seeds]))}}
     for key in PERTURBATIONS:
         layers = seeds[0][key]["cos"].keys()
         table[key] = {
@@ -129,9 +138,15 @@ def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
             "cos_by_layer": {name: float(np.mean([s[key]["cos"][name] for s in seeds])) for name in layers},
             "ccm_ood": summary([s[key]["ood"] for s in seeds]),
             "expert_vs_anchor": endpoint_gain([s[key]["endpoints"] for s in seeds]),
+            "low_at_low": low_error([s[key]["endpoints"] for s in seeds]),
             "steps": [s[key]["steps"] for s in seeds],
         }
     return table
+
+
+def low_error(endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """The low expert's own error at c = −1, summarized over seeds (the rule it misses on DiffReact)."""
+    return summary([seed["low"]["expert"] for seed in endpoints])
 
 
 def run(settings: AblationSettings) -> AblationOutput:
@@ -145,30 +160,39 @@ def run(settings: AblationSettings) -> AblationOutput:
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
-    """cos(Δ₋, Δ₋ reference) per perturbation and family, from ``results.json``'s content."""
+    """cos(Δ₋, Δ₋ reference) per perturbation and family, from ``results.json``'s content.
+
+    The perturbations are those of the run that wrote ``results`` (older runs lack ``steps:4`` and
+    ``data:4``), so its figure can be redrawn as it was.
+    """
+    keys = list(results["perturbations"])
     by_family = results["by_family"]
     return {"direction_stability": lambda path: plot_series(
-        PERTURBATIONS, {f: [table[key]["cos_direction"] for key in PERTURBATIONS] for f, table in by_family.items()},
+        keys, {f: [table[key]["cos_direction"] for key in keys] for f, table in by_family.items()},
         path, logy=False, ylabel="cos(Δ₋, Δ₋ reference)", xlabel="perturbation",
         title="stability of the physical direction")}
 
 
 def markdown(by_family: dict[str, Any]) -> str:
     caption = ("cos(Δ₋, Δ₋ of the reference run) over all weights (mean over seeds), the perturbed line's "
-               "identity CCM-Coord OOD error (mean relative L2 [95 % CI over seeds]), and each expert against its "
+               "identity CCM-Coord OOD error (mean relative L2 [95 % CI over seeds]), each expert against its "
                "anchor at the expert's own endpoint (geometric mean of per-trajectory error ratios on the ID test "
-               "trajectories; below 1: the expert is better).")
-    columns = ["family", "run", "cos(Δ₋)", "CCM-Coord OOD", "failures", "low / anchor at c = −1", "high / anchor at c = +1"]
+               "trajectories; below 1: the expert is better), and the low expert's own error there (mean relative "
+               "L2 [95 % CI]; the competence rule asks for at most 0.3 × persistence: "
+               + ", ".join(f"{family} {0.3 * table['reference']['persistence_low']:.4f}" for family, table in by_family.items())
+               + ").")
+    columns = ["family", "run", "cos(Δ₋)", "CCM-Coord OOD", "failures", "low / anchor at c = −1", "high / anchor at c = +1",
+               "low at c = −1"]
     rows = []
     for family, table in by_family.items():
         reference = table["reference"]
-        rows.append([family, "anchor", "—", interval(reference["anchor_ood"]), reference["anchor_ood"]["failures"], "—", "—"])
+        rows.append([family, "anchor", "—", interval(reference["anchor_ood"]), reference["anchor_ood"]["failures"], "—", "—", "—"])
         rows.append([family, "reference", 1, interval(reference["ccm_ood"]), reference["ccm_ood"]["failures"],
-                     *gains(reference["expert_vs_anchor"])])
+                     *gains(reference["expert_vs_anchor"]), interval(reference["low_at_low"])])
         for key in PERTURBATIONS:
             row = table[key]
             rows.append([family, key, f"{row['cos_direction']:.3f}", interval(row["ccm_ood"]), row["ccm_ood"]["failures"],
-                         *gains(row["expert_vs_anchor"])])
+                         *gains(row["expert_vs_anchor"]), interval(row["low_at_low"])])
     return captioned_table(caption, columns, rows)
 
 
