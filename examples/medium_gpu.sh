@@ -11,7 +11,8 @@
 # EXTRA (more options for every seed's run, e.g. "--set n_test=2" for a smoke test).
 # The committed examples/results/medium/ came from this script on one NVIDIA H200 (15 seeds in 7 min).
 # examples/results/medium16/ came from the same per-seed commands on one NVIDIA H100 (15 seeds in under 9 min),
-# launched by a device wrapper that also packed each finished record as it came.
+# launched by a device wrapper that packed each finished record as it came but not the snapshots, so
+# those folders have no snapshot figure.
 set -euo pipefail
 scale=${SCALE:-medium}
 out=${1:-examples/results/$scale}
@@ -39,10 +40,13 @@ for family in $families; do
   mkdir -p "$out/$family/records"
   complete=1
   for seed in $seeds; do
-    if ! cp -n "$scratch/$family-s$seed/records/seed_$seed.json" "$out/$family/records/"; then
+    if ! cp -n "$scratch/$family-s$seed/records/seed_$seed.json.gz" "$out/$family/records/"; then
       echo "$family seed $seed did not finish; its log: $scratch/$family-s$seed.log" >&2; failed=1; complete=0
     fi
   done
+  # The snapshot figure shows the first seed, as a run of all seeds in one folder would.
+  first=${seeds%% *}
+  [[ -f $scratch/$family-s$first/snapshot.npz ]] && cp -n "$scratch/$family-s$first/snapshot.npz" "$out/$family/"
   # With every record there, this run only draws results.json, results.md and the figures (with one
   # missing it would train that seed here, on the CPU: rerun the script instead).
   if [[ $complete == 1 ]]; then

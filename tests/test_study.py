@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +19,7 @@ from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import FAMILIES, SCALES, StudyConfigError, scale_seeds
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
-from neuralop_merge.study.pipeline import run_study
+from neuralop_merge.study.pipeline import load_record, read_record_payload, record_path, run_study, save_record
 from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
 from neuralop_merge.study.report import Study
 from neuralop_merge.study.script import parse_setting
@@ -122,6 +127,40 @@ def test_records_round_trip_through_their_compact_json():
     assert SeedRecord.from_json(json.loads(json.dumps(record.to_json()))).device == "cuda (NVIDIA H200)"
 
 
+def test_records_are_saved_compressed_and_plain_ones_of_older_runs_still_load(tmp_path):
+    record = _record(7, {"ccm_coord": 0.0, "ccm_coord_calibrated": 0.0, "ccm_prefix": 0.0}, {"anchor": 0.25})
+    for folder in ("a", "b"):
+        save_record(tmp_path / folder, record, "digest", snapshot=False)
+    saved = record_path(tmp_path / "a", 7)
+    assert saved.name == "seed_7.json.gz" and saved.read_bytes()[:2] == b"\x1f\x8b"  # gzip's magic number
+    assert saved.read_bytes() == record_path(tmp_path / "b", 7).read_bytes()  # no timestamp in the bytes
+    assert load_record(tmp_path / "a", 7, "digest").regimes[0].methods["anchor"].rel_l2 == [0.25]
+    plain = tmp_path / "old" / "records" / "seed_7.json"
+    plain.parent.mkdir(parents=True)
+    plain.write_bytes(gzip.decompress(saved.read_bytes()))
+    assert load_record(tmp_path / "old", 7, "digest").selection == record.selection
+    with pytest.raises(StudyConfigError, match="another study configuration"):
+        load_record(tmp_path / "old", 7, "other digest")
+    saved.write_bytes(saved.read_bytes()[:20])  # cut short, as by a full disk
+    with pytest.raises(StudyConfigError, match=r"cannot read the study record .*seed_7\.json\.gz"):
+        read_record_payload(saved)
+    assert load_record(tmp_path / "a", 8, "digest") is None
+
+
+def test_the_gpu_script_gathers_each_seeds_record_and_the_first_seeds_snapshot(tmp_path):
+    # examples/medium_gpu.sh runs one process per seed; on the CPU at tiny settings it checks the gathering.
+    env = {**os.environ, "DEVICE": "cpu", "SCALE": "quick", "FAMILIES": "dam_break", "SEEDS": "3 4",
+           "EXTRA": " ".join(f"--set {setting}" for setting in TINY),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["bash", "examples/medium_gpu.sh", str(tmp_path / "out")], cwd=Path(__file__).parents[1],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = tmp_path / "out" / "dam_break"
+    assert sorted(path.name for path in (folder / "records").iterdir()) == ["seed_3.json.gz", "seed_4.json.gz"]
+    assert int(np.load(folder / "snapshot.npz")["seed"]) == 3 and (folder / "snapshots.png").is_file()
+    assert json.loads((folder / "results.json").read_text())["seeds"] == [3, 4]
+
+
 def test_the_small16_scale_changes_only_the_modes_and_draws_fresh_seeds():
     for family in FAMILIES:
         small, small16 = get_config(family, "small"), get_config(family, "small16")
@@ -208,7 +247,7 @@ def test_seeds_run_in_worker_processes_give_the_records_of_a_run_here(tmp_path):
     run_study(config.with_overrides(seeds=(4,)), tmp_path / "here", progress=False, log=lambda text: None, figures=False)
 
     def numbers(folder):
-        payload = json.loads((folder / "records" / "seed_4.json").read_text())["record"]
+        payload = read_record_payload(folder / "records" / "seed_4.json.gz")["record"]
         return {key: value for key, value in payload.items() if key != "seconds"}
 
     assert numbers(tmp_path / "parallel") == numbers(tmp_path / "here")

@@ -1,7 +1,7 @@
 """The study pipeline: data -> models -> evaluation per seed, then the report over seeds.
 
 :func:`run_study` runs every seed of a :class:`~.config.StudyConfig` and saves each seed's
-:class:`~.records.SeedRecord` as ``records/seed_<s>.json`` the moment it is done, so an
+:class:`~.records.SeedRecord` as ``records/seed_<s>.json.gz`` the moment it is done, so an
 interrupted run resumes where it stopped (a record of another configuration is refused), and running
 the same command again redraws the report from the records alone. With ``jobs > 1`` the missing
 seeds run in that many worker processes at once; a seed's numbers do not depend on which process ran it.
@@ -13,6 +13,7 @@ Seeding: seed ``s`` fixes every random draw of its run: the data of each role
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 import multiprocessing
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import write_text
+from ..atomic import write_file
 from .config import StudyConfig, StudyConfigError
 from .data import generate_data
 from .evaluation import evaluate_seed
@@ -69,25 +70,47 @@ def run_seed(config: StudyConfig, seed: int, *, device: str = "cpu", progress: b
 
 
 def record_path(out: Path, seed: int) -> Path:
-    return out / "records" / f"seed_{seed}.json"
+    """Where seed ``seed``'s record is saved: gzip-compressed JSON (``zcat`` reads it), about a third of the JSON."""
+    return out / "records" / f"seed_{seed}.json.gz"
 
 
-def load_record(path: Path, digest: str) -> SeedRecord | None:
-    """The saved record at ``path`` if it belongs to this configuration; refuses one of another."""
-    if not path.exists():
+def saved_record_path(out: Path, seed: int) -> Path | None:
+    """The saved record of ``seed``, if any: the compressed form, or the plain ``seed_<s>.json`` of older runs."""
+    compressed = record_path(out, seed)
+    return next((path for path in (compressed, compressed.with_suffix("")) if path.exists()), None)
+
+
+def read_record_payload(path: Path) -> dict[str, Any]:
+    """The JSON object saved at ``path`` (gzip-compressed where its name ends in ``.gz``)."""
+    try:
+        raw = path.read_bytes()
+        payload = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    except (OSError, EOFError, ValueError) as error:  # gzip.BadGzipFile is an OSError, JSONDecodeError a ValueError
+        raise StudyConfigError(f"cannot read the study record {path}: {error}") from None
+    if not isinstance(payload, dict) or "record" not in payload:
+        raise StudyConfigError(f"{path} is not a study record (no 'record' entry)")
+    return payload
+
+
+def load_record(out: Path, seed: int, digest: str) -> SeedRecord | None:
+    """The saved record of ``seed`` under ``out`` if it belongs to this configuration; refuses one of another."""
+    path = saved_record_path(out, seed)
+    if path is None:
         return None
-    payload = json.loads(path.read_text())
+    payload = read_record_payload(path)
     if payload.get("config_digest") != digest:
         raise StudyConfigError(f"{path} was written by another study configuration; use another --out or remove it")
     return SeedRecord.from_json(payload["record"])
 
 
 def save_record(out: Path, record: SeedRecord, digest: str, *, snapshot: bool = True) -> None:
-    """Write ``records/seed_<s>.json``; with ``snapshot``, also the record's snapshot arrays unless some are saved."""
+    """Write ``records/seed_<s>.json.gz``; with ``snapshot``, also the record's snapshot arrays unless some are saved."""
     payload = {"config_digest": digest, "record": record.to_json()}
     path = record_path(out, record.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, json.dumps(payload, separators=(",", ":")), overwrite=False)
+    # mtime=0: the same record gives the same bytes, whenever it is written.
+    data = gzip.compress(json.dumps(payload, separators=(",", ":")).encode("utf-8"), mtime=0)
+    write_file(path, lambda handle: handle.write(data), overwrite=False)
     if snapshot and record.snapshot is not None and not (out / SNAPSHOT_FILE).exists():
         snap = record.snapshot
         np.savez_compressed(
@@ -164,14 +187,17 @@ def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", prog
         raise StudyConfigError(f"jobs must be at least 1, got {jobs}")
     out, digest = Path(out), config_digest(config)
     out.mkdir(parents=True, exist_ok=True)
-    records = {seed: load_record(record_path(out, seed), digest) for seed in config.seeds}
+    records = {seed: load_record(out, seed, digest) for seed in config.seeds}
     for seed, record in records.items():
         if record is not None:
-            log(f"== seed {seed}: reusing {record_path(out, seed)} ==")
+            log(f"== seed {seed}: reusing {saved_record_path(out, seed)} ==")
     missing = [seed for seed, record in records.items() if record is None]
     if missing:
         records.update(run_missing_seeds(config, missing, out, digest, device=device, progress=progress, jobs=jobs, log=log))
     return write_outputs(config, [records[seed] for seed in config.seeds], out, command=command, device=device, figures=figures)
 
 
-__all__ = ["config_digest", "describe_device", "load_record", "run_missing_seeds", "run_seed", "run_study", "save_record"]
+__all__ = [
+    "config_digest", "describe_device", "load_record", "read_record_payload", "record_path", "run_missing_seeds", "run_seed",
+    "run_study", "save_record", "saved_record_path",
+]

@@ -11,8 +11,9 @@ A :class:`SeedRecord` holds everything the report needs, per seed:
 ``snapshot``    a few frames of one OOD trajectory, truth and rollouts as arrays (figures only;
                 kept out of the JSON form, the pipeline saves it as ``snapshot.npz``)
 
-Per-trajectory values are stored rounded to 5 significant digits (``records.json`` stays small);
-a non-finite error is stored as ``null`` and read back as ``inf``.
+Per-trajectory values are stored rounded to 5 significant digits, and the pipeline gzips the JSON
+(:func:`~.pipeline.save_record`), so that a family's five records stay near 100 KB; a non-finite
+error is stored as ``null`` and read back as ``inf``.
 """
 
 from __future__ import annotations
