@@ -17,7 +17,6 @@ experts on several physical axes, give the surface itself (:meth:`CCM.from_exper
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,6 +34,7 @@ from .strategies.ccm_plane import CCMPlane
 from .strategies.ccm_prefix import CCMPrefix
 from .strategies.fixed_alpha import FixedAlpha
 from .surface import CCMSurface, NormalizedCoordinate, PrefixResult
+from .warning_site import warn
 
 
 class CCM(CCMSurface):
@@ -271,8 +271,7 @@ def check_lineage(anchor: nn.Module, experts: Mapping[str, nn.Module]) -> None:
         else:
             unrecorded.append(name)
     if unrecorded:
-        warnings.warn(
+        warn(
             f"experts {unrecorded} record no anchor fingerprint (trained outside neuralop-merge), so they "
-            "cannot be checked against the anchor: the merge assumes they were fine-tuned from it",
-            stacklevel=3,
+            "cannot be checked against the anchor: the merge assumes they were fine-tuned from it"
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from .io import load_model, locate
 from .provenance import Provenance, file_sha256, jsonable, package_versions
 from .registry import get_strategy
 from .strategies.base import MergeInputs, Plan, Strategy
+from .warning_site import warn
 from .weights import ModelWeights, build_model, fingerprint, weights_of
 
 ModelLike = Union[nn.Module, str, os.PathLike]
@@ -75,10 +75,9 @@ def warn_on_active_modes(views: Sequence[ModelWeights]) -> None:
     for view in views[1:]:
         differing = [p for p, modes in active_modes(view.model).items() if reference.get(p) != modes]
         if differing:
-            warnings.warn(
+            warn(
                 f"{view.label} uses active n_modes {active_modes(view.model)[differing[0]]} in {differing[0]!r}, "
-                f"{views[0].label} uses {reference.get(differing[0])}; the merged model keeps {views[0].label}'s",
-                stacklevel=3,
+                f"{views[0].label} uses {reference.get(differing[0])}; the merged model keeps {views[0].label}'s"
             )
 
 

@@ -19,13 +19,13 @@ the ``h`` given frames followed by the ``n_steps`` predicted ones, so frame
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from .errors import EvaluationError
+from .warning_site import warn
 
 AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # torch.compile modes that capture CUDA graphs on a CUDA device.
@@ -348,11 +348,10 @@ class _CheckedCompile:
         reference = self.model(inputs)
         gap = float((output - reference).norm() / reference.norm().clamp_min(torch.finfo(reference.dtype).tiny))
         if not gap <= self.tolerance:  # also true for a NaN gap
-            warnings.warn(
+            warn(
                 f"torch.compile changed the model's output for inputs of shape {tuple(inputs.shape)} "
                 f"(relative L2 {gap:.2g} from eager, tolerance {self.tolerance:g}); this rollout runs eagerly instead",
                 RuntimeWarning,
-                stacklevel=2,
             )
             self.eager_only = True
             return reference

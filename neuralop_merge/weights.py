@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from . import factorized, pages
+from .warning_site import warn
 
 METADATA_KEY = "_metadata"
 OUTPUT_FORMATS = ("dense", "refactorize")
@@ -209,7 +209,7 @@ def dense_skeleton(base: ModelWeights) -> nn.Module | None:
     try:
         factorized.densify(skeleton)
     except ValueError as error:
-        warnings.warn(f"{base.label}: {error}; re-factorizing the merged weights instead", stacklevel=3)
+        warn(f"{base.label}: {error}; re-factorizing the merged weights instead")
         return None
     return skeleton
 

@@ -117,8 +117,9 @@ def test_truncated_cache_file_is_regenerated(tmp_path):
     fresh = _data(cache_dir=tmp_path)
     (path,) = tmp_path.glob("diffreact-*.pt")
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.warns(UserWarning, match="regenerating cache file"):
+    with pytest.warns(UserWarning, match="regenerating cache file") as caught:
         regenerated = _data(cache_dir=tmp_path)
+    assert caught[0].filename == __file__  # the warning names the caller's line, not the package's
     assert torch.equal(regenerated.trajectories, fresh.trajectories)
     assert torch.load(path, weights_only=True)["trajectories"].shape == fresh.trajectories.shape
     assert not list(tmp_path.glob("*.tmp")), "no temporary file may be left behind"

@@ -164,8 +164,9 @@ def test_compiled_step_that_disagrees_with_eager_is_dropped_with_a_warning(monke
     model = small_fno()
     monkeypatch.setattr(torch, "compile", lambda module, mode=None: lambda inputs: module(inputs) + 1.0)
     x0 = torch.randn(2, 2, 16, 16)
-    with pytest.warns(RuntimeWarning, match=r"shape \(2, 2, 16, 16\).*runs eagerly"):
+    with pytest.warns(RuntimeWarning, match=r"shape \(2, 2, 16, 16\).*runs eagerly") as caught:
         trajectory = rollout(model, x0, 3, compile=True)
+    assert caught[0].filename == __file__  # the caller's line, though the check sits layers inside rollout
     assert torch.equal(trajectory, rollout(model, x0, 3))
 
 

@@ -180,4 +180,5 @@ def test_experts_with_different_active_modes_are_merged_with_a_warning():
     with pytest.warns(UserWarning, match=r"uses active n_modes \(3,\) in 'fno_blocks.convs.0', anchor uses \(2,\)") as caught:
         merged = nm.merge("task_arithmetic", anchor=anchor, experts=[grown, grown])
     assert [str(warning.message).split()[0] for warning in caught] == ["expert[0]", "expert[1]"]
+    assert {warning.filename for warning in caught} == {__file__}
     assert tuple(merged.fno_blocks.convs[0].n_modes) == (2,)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..atomic import write_file
 from ..errors import SimulationError
+from ..warning_site import warn
 
 if TYPE_CHECKING:
     from .base import Family, ParamSpec
@@ -302,7 +302,7 @@ def _load(
         problem = f"unreadable ({type(error).__name__}: {error})"
     if problem is None:
         return data
-    warnings.warn(f"regenerating cache file {path}: {problem}", stacklevel=3)
+    warn(f"regenerating cache file {path}: {problem}")
     return None
 
 
