@@ -115,6 +115,21 @@ def plot_coordinate_law(
     return _save(figure, path, overwrite)
 
 
+def _bars(axes: Any, labels: Sequence[Any], groups: Mapping[str, Sequence[float]], *, crowded: bool,
+          color: str | None = None) -> np.ndarray:
+    """Each group's bar side by side at every label, the labels as ticks; returns the ticks' positions.
+
+    ``crowded`` (one bar group per tensor of a model) turns the tick labels further and shrinks them.
+    """
+    positions = np.arange(len(labels))
+    width = 0.8 / len(groups)
+    for index, (name, values) in enumerate(groups.items()):
+        axes.bar(positions + (index - (len(groups) - 1) / 2) * width, values, width=width, label=name, color=color)
+    axes.set_xticks(positions, [str(label) for label in labels], rotation=75 if crowded else 30,
+                    fontsize="x-small" if crowded else "small")
+    return positions
+
+
 def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [asdict(row) if is_dataclass(row) else dict(row) for row in rows]
 
@@ -129,10 +144,8 @@ def plot_layer_report(
     """
     rows = [row for row in _rows(rows) if row["name"] != "<overall>"]
     figure, axes = _figure(max(6.0, 0.35 * len(rows) + 2), 4.5)
-    positions = np.arange(len(rows))
-    axes.bar(positions - 0.2, [row["shared_norm"] for row in rows], width=0.4, label="‖Δ₊‖")
-    axes.bar(positions + 0.2, [row["direction_norm"] for row in rows], width=0.4, label="‖Δ₋‖")
-    axes.set_xticks(positions, [row["name"] for row in rows], rotation=75, fontsize="x-small")
+    norms = {"‖Δ₊‖": [row["shared_norm"] for row in rows], "‖Δ₋‖": [row["direction_norm"] for row in rows]}
+    positions = _bars(axes, [row["name"] for row in rows], norms, crowded=True)
     axes.set(ylabel="norm", title=title)
     share = axes.twinx()
     share.plot(positions, [row["direction_share"] for row in rows], "k.", label="share along Δ₋")
@@ -152,10 +165,7 @@ def plot_wrong_sign(
 ) -> Path:
     """Error at the coordinate's α against the error at −α, per target regime (bars)."""
     figure, axes = _figure()
-    positions = np.arange(len(labels))
-    axes.bar(positions - 0.2, right_errors, width=0.4, label="α = g(c)")
-    axes.bar(positions + 0.2, wrong_errors, width=0.4, label="α = −g(c) (wrong sign)")
-    axes.set_xticks(positions, [str(label) for label in labels], rotation=30, fontsize="small")
+    _bars(axes, labels, {"α = g(c)": right_errors, "α = −g(c) (wrong sign)": wrong_errors}, crowded=False)
     axes.set(ylabel="rollout relative L2", title=title)
     axes.legend(fontsize="small")
     return _save(figure, path, overwrite)
@@ -171,9 +181,7 @@ def plot_fit_residuals(
 ) -> Path:
     """The relative fit residual √(Σ‖Δᵢ − Δ̂ᵢ‖² / Σ‖Δᵢ‖²) per tensor (bars)."""
     figure, axes = _figure(max(6.0, 0.35 * len(names) + 2), 4.5)
-    positions = np.arange(len(names))
-    axes.bar(positions, relative, color="C2")
-    axes.set_xticks(positions, [str(name) for name in names], rotation=75, fontsize="x-small")
+    _bars(axes, names, {"relative residual": relative}, crowded=True, color="C2")
     axes.set(ylabel="relative residual", title=title)
     return _save(figure, path, overwrite)
 
