@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 from neuralop.models import FNO
 
 from neuralop_merge.errors import TrainingError
-from neuralop_merge.study.ablations import NAMES, get
-from neuralop_merge.study.ablations.base import cached_nets, competence, ratio_summary, summary
+from neuralop_merge.study.ablations import NAMES, direction_stability, get
+from neuralop_merge.study.ablations.base import AblationSettings, cached_nets, competence, ratio_summary, summary
 from neuralop_merge.study.ablations.direction_stability import direction_cosines
 from neuralop_merge.study.ablations.multi_axis import nearest_level, verdict, verdict_of
 from neuralop_merge.study.ablations.script import main
 from neuralop_merge.study.ablations.strong_baselines import FiLMFNO
+from neuralop_merge.study.script import parse_setting
 from neuralop_merge.training import TrainingSettings
 
 TINY = [
@@ -49,7 +51,7 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
     assert results["ablation"] == name and results["seeds"] == [0, 1]
     check = {
         "direction_stability": lambda r: {key.split(":")[0] for key in r["perturbations"]}
-        == {"lr", "steps", "data", "optimizer", "anchor_seed", "data_seed"}
+        == {"lr", "steps", "data", "data+steps", "optimizer", "anchor_seed", "data_seed"}
         and all({"cos_direction", "ccm_ood"} <= set(cell) for cell in r["perturbations"].values())
         and all(0 < r["by_family"]["dam_break"][run]["expert_vs_anchor"][side]["gm_ratio"] < float("inf")
                 for run in ("reference", "lr:2") for side in ("low", "high"))
@@ -136,6 +138,25 @@ def test_direction_cosines_on_known_directions():
     assert flipped["w"] == pytest.approx(-1.0)
     assert flipped["z"] == pytest.approx(0.0)  # multiplying by i is orthogonal as a real pair
     assert flipped["<overall>"] == pytest.approx(-1.0 / 3.0)  # (-1 + 0) / sqrt(3 * 3)
+
+
+def test_a_combined_perturbation_applies_each_of_its_kinds(monkeypatch):
+    settings = AblationSettings(scale="quick", overrides=dict(parse_setting(setting) for setting in TINY))
+    config = settings.config("dam_break")
+    data = SimpleNamespace(low=None, high=None)
+    line = SimpleNamespace(config=config, seed=0, data=data, anchor=SimpleNamespace(net="anchor net"))
+    seen = {}
+
+    def fake_train_line(config, seed, data, processor, *, settings, **options):
+        seen.update(config=config, data=data, options=options)
+        return {}
+
+    monkeypatch.setattr(direction_stability, "train_line", fake_train_line)
+    monkeypatch.setattr(direction_stability, "replace", lambda data, **sets: SimpleNamespace(**sets))
+    direction_stability.perturbed_nets(settings, line, None, "data+steps:4")
+    assert seen["config"].train.expert_max_steps == 4 * config.train.expert_max_steps
+    assert seen["data"].low.trajectories.shape[0] == 4 * config.data.n_endpoint  # and four times the data
+    assert seen["options"] == {"anchor": "anchor net"}
 
 
 def test_film_fno_starts_as_its_fno():

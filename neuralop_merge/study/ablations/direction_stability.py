@@ -11,8 +11,9 @@ low expert's own error there against the persistence baseline (the study's compe
 ``lr:0.5``, ``lr:2``            the experts' learning rate halved / doubled;
 ``steps:0.5``, ``steps:2``,     the experts' step cap halved / doubled / quadrupled (the stopping
 ``steps:4``                     rule scales);
-``data:4``                      the experts fine-tuned on four times as many endpoint trajectories
+``data:4``, ``data:16``         the experts fine-tuned on 4 / 16 times as many endpoint trajectories
                                 (same step cap): is an expert short of data or of steps?
+``data+steps:4``                four times the trajectories and four times the step cap;
 ``optimizer:sgd``               SGD with Nesterov momentum 0.9 at 10× the AdamW rate;
 ``anchor_seed:+1000``           a new anchor (another initialization and batch order, same data)
                                 and its own experts: Δ₋ is then taken around a different θ₀;
@@ -41,8 +42,8 @@ from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
-PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "steps:4", "data:4", "optimizer:sgd", "anchor_seed:+1000",
-                 "data_seed:+1000")
+PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "steps:4", "data:4", "data:16", "data+steps:4", "optimizer:sgd",
+                 "anchor_seed:+1000", "data_seed:+1000")
 SEED_OFFSET = 1000
 SGD_LR_FACTOR = 10.0
 
@@ -71,24 +72,25 @@ def real64(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: IncrementDataProcessor, key: str) -> dict:
-    """Anchor and experts of one perturbation of ``line``'s run (cached)."""
-    kind, value = key.split(":")
-    config, seed, data, anchor = line.config, line.seed, line.data, line.anchor.net
-    options: dict[str, Any] = {"anchor": anchor}
-    if kind == "lr":
-        config = config.with_overrides(expert_lr=config.train.expert_lr * float(value))
-    elif kind == "steps":
-        config = config.with_overrides(expert_max_steps=round(config.train.expert_max_steps * float(value)))
-    elif kind == "optimizer":
-        config = config.with_overrides(expert_lr=config.train.expert_lr * SGD_LR_FACTOR)
-        options["optimizer"] = value
-    elif kind == "anchor_seed":
-        options = {"anchor_seed": seed + SEED_OFFSET}
-    elif kind == "data":
-        data = replace(data, **endpoint_sets(settings, config, seed, round(config.data.n_endpoint * float(value))))
-    elif kind == "data_seed":
-        data = replace(data, **endpoint_sets(settings, config, seed + SEED_OFFSET, config.data.n_endpoint))
-    folder = settings.folder(line.config, seed, f"direction-{kind}-{value}")
+    """Anchor and experts of one perturbation of ``line``'s run (cached); ``kind+kind:value`` applies both kinds."""
+    kinds, value = key.split(":")
+    config, seed, data = line.config, line.seed, line.data
+    options: dict[str, Any] = {"anchor": line.anchor.net}
+    for kind in kinds.split("+"):
+        if kind == "lr":
+            config = config.with_overrides(expert_lr=config.train.expert_lr * float(value))
+        elif kind == "steps":
+            config = config.with_overrides(expert_max_steps=round(config.train.expert_max_steps * float(value)))
+        elif kind == "optimizer":
+            config = config.with_overrides(expert_lr=config.train.expert_lr * SGD_LR_FACTOR)
+            options["optimizer"] = value
+        elif kind == "anchor_seed":
+            options = {"anchor_seed": seed + SEED_OFFSET}
+        elif kind == "data":
+            data = replace(data, **endpoint_sets(settings, config, seed, round(config.data.n_endpoint * float(value))))
+        elif kind == "data_seed":
+            data = replace(data, **endpoint_sets(settings, config, seed + SEED_OFFSET, config.data.n_endpoint))
+    folder = settings.folder(line.config, seed, f"direction-{kinds}-{value}")
     return cached_nets(folder, ("anchor", "low", "high"),
                        lambda: train_line(config, seed, data, processor, settings=settings, **options))
 
