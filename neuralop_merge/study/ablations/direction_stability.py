@@ -11,7 +11,7 @@ low expert's own error there against the persistence baseline (the study's compe
 ``lr:0.5``, ``lr:2``            the experts' learning rate halved / doubled;
 ``steps:0.5``, ``steps:2``,     the experts' step cap halved / doubled / quadrupled (the stopping
 ``steps:4``                     rule scales);
-``data:4``, ``data:16``         the experts fine-tuned on 4 / 16 times as many endpoint trajectories
+``data:4``                      the experts fine-tuned on four times as many endpoint trajectories
                                 (same step cap): is an expert short of data or of steps?
 ``data+steps:4``                four times the trajectories and four times the step cap;
 ``optimizer:sgd``               SGD with Nesterov momentum 0.9 at 10× the AdamW rate;
@@ -42,7 +42,7 @@ from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
-PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "steps:4", "data:4", "data:16", "data+steps:4", "optimizer:sgd",
+PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "steps:4", "data:4", "data+steps:4", "optimizer:sgd",
                  "anchor_seed:+1000", "data_seed:+1000")
 SEED_OFFSET = 1000
 SGD_LR_FACTOR = 10.0
