@@ -157,6 +157,8 @@ def test_a_combined_perturbation_applies_each_of_its_kinds(monkeypatch):
     assert seen["config"].train.expert_max_steps == 4 * config.train.expert_max_steps
     assert seen["data"].low.trajectories.shape[0] == 4 * config.data.n_endpoint  # and four times the data
     assert seen["options"] == {"anchor": "anchor net"}
+    with pytest.raises(ValueError, match="unknown perturbation 'size' in 'data\+size:4'"):
+        direction_stability.perturbed_nets(settings, line, None, "data+size:4")
 
 
 def test_film_fno_starts_as_its_fno():

@@ -84,12 +84,15 @@ def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: Increm
         elif kind == "optimizer":
             config = config.with_overrides(expert_lr=config.train.expert_lr * SGD_LR_FACTOR)
             options["optimizer"] = value
-        elif kind == "anchor_seed":
-            options = {"anchor_seed": seed + SEED_OFFSET}
+        elif kind == "anchor_seed":  # a new anchor replaces the line's
+            del options["anchor"]
+            options["anchor_seed"] = seed + SEED_OFFSET
         elif kind == "data":
             data = replace(data, **endpoint_sets(settings, config, seed, round(config.data.n_endpoint * float(value))))
         elif kind == "data_seed":
             data = replace(data, **endpoint_sets(settings, config, seed + SEED_OFFSET, config.data.n_endpoint))
+        else:
+            raise ValueError(f"unknown perturbation {kind!r} in {key!r}")
     folder = settings.folder(line.config, seed, f"direction-{kinds}-{value}")
     return cached_nets(folder, ("anchor", "low", "high"),
                        lambda: train_line(config, seed, data, processor, settings=settings, **options))
@@ -164,8 +167,8 @@ def run(settings: AblationSettings) -> AblationOutput:
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
     """cos(Δ₋, Δ₋ reference) per perturbation and family, from ``results.json``'s content.
 
-    The perturbations are those of the run that wrote ``results`` (older runs lack ``steps:4`` and
-    ``data:4``), so its figure can be redrawn as it was.
+    The perturbations are those of the run that wrote ``results`` (older runs lack ``steps:4``,
+    ``data:4`` and ``data+steps:4``), so its figure can be redrawn as it was.
     """
     keys = list(results["perturbations"])
     by_family = results["by_family"]
