@@ -55,7 +55,8 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         and all({"cos_direction", "ccm_ood"} <= set(cell) for cell in r["perturbations"].values())
         and all(0 < r["by_family"]["dam_break"][run]["expert_vs_anchor"][side]["gm_ratio"] < float("inf")
                 for run in ("reference", "lr:2") for side in ("low", "high"))
-        and all(0 < r["by_family"]["dam_break"][run]["low_at_low"]["mean"] < float("inf") for run in ("reference", "data:4"))
+        and all(0 < r["by_family"]["dam_break"][run][key]["mean"] < float("inf")
+                for run in ("reference", "data:4") for key in ("low_at_low", "prefix_ood"))
         and r["by_family"]["dam_break"]["reference"]["persistence_low"] > 0,
         "prefix_budget": lambda r: r["k"] == [1, 2, 4, 8] and len(r["dam_break"]) == 4,
         "scale_trend": lambda r: len(r["widths"]) >= 3 and len(r["ood_reduction"]) == len(r["widths"])

@@ -4,7 +4,8 @@ The referee's objection to CCM: Δ₋ = (θH − θL)/2 might be an accident of 
 perturbation refits the endpoint experts of a seed with one thing changed and compares its Δ₋
 with the reference run's (the study's recipe), per tensor and over all weights (cosine of the
 flattened update; complex spectral weights as real pairs), then scores the perturbed line's
-identity CCM-Coord (α = c) on the OOD test regimes, and each of its experts against its anchor at
+identity CCM-Coord (α = c) and CCM-Prefix (α from each trajectory's observed frames) on the OOD
+test regimes, and each of its experts against its anchor at
 the expert's own endpoint (does the refit expert still carry physics the anchor lacks?), with the
 low expert's own error there against the persistence baseline (the study's competence rule):
 
@@ -38,7 +39,7 @@ from ..data import training_set
 from ..evaluation import merge_line
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
-                   interval, per_regime, persistence_errors, seed_line, summary, train_line)
+                   interval, per_regime, persistence_errors, prefix_errors, seed_line, summary, train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -104,8 +105,11 @@ def endpoint_sets(settings: AblationSettings, config: StudyConfig, seed: int, n:
     return {role: training_set(config, seed, role, (c,), n, settings.device, folder) for role, c in (("low", -1.0), ("high", 1.0))}
 
 
-def ood_errors(ccm: CCM, line: SeedLine) -> list[float]:
-    return per_regime(lambda regime: ccm.at(regime.c), line.tests("ood"), line.config.prefix_k)
+def ood_errors(ccm: CCM, line: SeedLine) -> dict[str, list[float]]:
+    """The line's OOD errors under the identity CCM-Coord and under CCM-Prefix."""
+    ood = line.tests("ood")
+    return {"coord": per_regime(lambda regime: ccm.at(regime.c), ood, line.config.prefix_k),
+            "prefix": prefix_errors(ccm, ood, line.config)}
 
 
 def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
@@ -131,7 +135,8 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
 
 def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
     seeds = [seed_results(settings, family, seed) for seed in settings.seeds]
-    table: dict[str, Any] = {"reference": {"ccm_ood": summary([s["reference"] for s in seeds]),
+    table: dict[str, Any] = {"reference": {"ccm_ood": summary([s["reference"]["coord"] for s in seeds]),
+                                           "prefix_ood": summary([s["reference"]["prefix"] for s in seeds]),
                                            "anchor_ood": summary([s["anchor"] for s in seeds]),
                                            "expert_vs_anchor": endpoint_gain([s["reference_endpoints"] for s in seeds]),
                                            "low_at_low": low_error([s["reference_endpoints"] for s in seeds]),
@@ -141,7 +146,8 @@ def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
         table[key] = {
             "cos_direction": float(np.mean([s[key]["cos"]["<overall>"] for s in seeds])),
             "cos_by_layer": {name: float(np.mean([s[key]["cos"][name] for s in seeds])) for name in layers},
-            "ccm_ood": summary([s[key]["ood"] for s in seeds]),
+            "ccm_ood": summary([s[key]["ood"]["coord"] for s in seeds]),
+            "prefix_ood": summary([s[key]["ood"]["prefix"] for s in seeds]),
             "expert_vs_anchor": endpoint_gain([s[key]["endpoints"] for s in seeds]),
             "low_at_low": low_error([s[key]["endpoints"] for s in seeds]),
             "steps": [s[key]["steps"] for s in seeds],
@@ -180,23 +186,23 @@ def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
 
 def markdown(by_family: dict[str, Any]) -> str:
     caption = ("cos(Δ₋, Δ₋ of the reference run) over all weights (mean over seeds), the perturbed line's "
-               "identity CCM-Coord OOD error (mean relative L2 [95 % CI over seeds]), each expert against its "
+               "identity CCM-Coord and CCM-Prefix OOD errors (mean relative L2 [95 % CI over seeds]; failures: "
+               "CCM-Coord's trajectories with relative L2 > 1), each expert against its "
                "anchor at the expert's own endpoint (geometric mean of per-trajectory error ratios on the ID test "
                "trajectories; below 1: the expert is better), and the low expert's own error there (mean relative "
                "L2 [95 % CI]; the competence rule asks for at most 0.3 × persistence: "
                + ", ".join(f"{family} {0.3 * table['reference']['persistence_low']:.4f}" for family, table in by_family.items())
                + ").")
-    columns = ["family", "run", "cos(Δ₋)", "CCM-Coord OOD", "failures", "low / anchor at c = −1", "high / anchor at c = +1",
-               "low at c = −1"]
+    columns = ["family", "run", "cos(Δ₋)", "CCM-Coord OOD", "failures", "CCM-Prefix OOD", "low / anchor at c = −1",
+               "high / anchor at c = +1", "low at c = −1"]
     rows = []
     for family, table in by_family.items():
         reference = table["reference"]
-        rows.append([family, "anchor", "—", interval(reference["anchor_ood"]), reference["anchor_ood"]["failures"], "—", "—", "—"])
-        rows.append([family, "reference", 1, interval(reference["ccm_ood"]), reference["ccm_ood"]["failures"],
-                     *gains(reference["expert_vs_anchor"]), interval(reference["low_at_low"])])
-        for key in PERTURBATIONS:
-            row = table[key]
-            rows.append([family, key, f"{row['cos_direction']:.3f}", interval(row["ccm_ood"]), row["ccm_ood"]["failures"],
+        rows.append([family, "anchor", "—", interval(reference["anchor_ood"]), reference["anchor_ood"]["failures"], "—", "—", "—",
+                     "—"])
+        for key, row in (("reference", reference), *((key, table[key]) for key in PERTURBATIONS)):
+            cosine = 1 if key == "reference" else f"{row['cos_direction']:.3f}"
+            rows.append([family, key, cosine, interval(row["ccm_ood"]), row["ccm_ood"]["failures"], interval(row["prefix_ood"]),
                          *gains(row["expert_vs_anchor"]), interval(row["low_at_low"])])
     return captioned_table(caption, columns, rows)
 
