@@ -1,8 +1,14 @@
-"""Exception types raised by neuralop-merge.
+"""Exception types raised by neuralop-merge, and how a command reports them.
 
 Every error a user can cause derives from :class:`NeuralopMergeError`, so the
-command line can print it as one line and exit with status 2.
+command line (``neuralop-merge`` and the ``examples/`` scripts, through
+:func:`exit_status`) can print it as one line and exit with status 2.
 """
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
 
 
 class NeuralopMergeError(Exception):
@@ -50,3 +56,26 @@ def first_line(error: BaseException) -> str:
     foreign exception is shown inside one of ours."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+def exit_status(program: str, body: Callable[[], int | None]) -> int:
+    """Run a command's ``body`` and return its exit status, reporting what a user can fix in one line.
+
+    A user error (ours, or an ``OSError`` such as a missing file) is printed as
+    ``"<program>: error: <first line>"`` on stderr with status 2, never as a traceback; an
+    interrupt gives 130, and a reader that went away (``| head``) ends the command quietly.
+    """
+    try:
+        return int(body() or 0)
+    except BrokenPipeError:
+        return 0
+    except USER_ERRORS as error:
+        print(f"{program}: error: {first_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return 130
+
+
+#: What :func:`exit_status` reports in one line: errors a user causes and can fix.
+USER_ERRORS = (NeuralopMergeError, OSError)

@@ -125,6 +125,13 @@ def test_competence_applies_the_studys_rule_to_each_seeds_errors():
         "within_persistence_fraction"]  # the anchor's 0.16 on its support exceeds 0.3 × 0.4
 
 
+def test_a_user_error_is_one_line_with_status_2(tmp_path, capsys):
+    assert main(["prefix_budget", "--family", "nope", "--out", str(tmp_path / "out"), "--no-cache"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "examples/ablations.py: error: unknown study family 'nope'; choose one of ['dam_break', 'diffreact', 'ns2d']")
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_ablation_is_refused():
     with pytest.raises(KeyError, match="unknown ablation 'nope'"):
         get("nope")

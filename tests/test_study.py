@@ -22,7 +22,7 @@ from neuralop_merge.study.evaluation import alpha_grid, persistence, score_predi
 from neuralop_merge.study.pipeline import load_record, read_record_payload, record_path, run_study, save_record
 from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
 from neuralop_merge.study.report import Study
-from neuralop_merge.study.script import parse_setting
+from neuralop_merge.study.script import main as study_main, parse_setting
 from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
 
 TINY = [
@@ -145,6 +145,15 @@ def test_records_are_saved_compressed_and_plain_ones_of_older_runs_still_load(tm
     with pytest.raises(StudyConfigError, match=r"cannot read the study record .*seed_7\.json\.gz"):
         read_record_payload(saved)
     assert load_record(tmp_path / "a", 8, "digest") is None
+
+
+def test_an_example_script_reports_an_unreadable_record_in_one_line(tmp_path, capsys):
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "seed_0.json.gz").write_bytes(b"garbage")
+    assert study_main("dam_break", ["--seed", "0", "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("examples/dam_break.py: error: cannot read the study record ")
+    assert (tmp_path / "records" / "seed_0.json.gz").read_bytes() == b"garbage"  # left as it was
 
 
 def test_the_gpu_script_gathers_each_seeds_record_and_the_first_seeds_snapshot(tmp_path):

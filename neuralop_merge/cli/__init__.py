@@ -19,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from ..errors import NeuralopMergeError, first_line
+from ..errors import exit_status
 from .checkpoints import accept_negative_numbers
 
 #: Sub-commands in the order ``--help`` lists them: name -> (module in this package, one-line help).
@@ -38,8 +38,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the CCM study on one PDE family (default: dam_break, quick scale, < 10 min on 2 CPU cores)",
     ),
 }
-
-USER_ERRORS = (NeuralopMergeError, OSError)
 
 # Libraries whose UserWarnings are addressed to developers (deprecations, TypedStorage,
 # neuraloperator's own notices); a CLI user can act on none of them. Our own warnings
@@ -113,17 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        return int(args.func(args) or 0)
-    except BrokenPipeError:  # the reader (e.g. `| head`) went away; nothing left to say
-        return 0
-    except USER_ERRORS as error:
-        # A user error is one line on stderr, never a traceback.
-        print(f"neuralop-merge {args.command}: error: {first_line(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"neuralop-merge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return exit_status(f"neuralop-merge {args.command}", lambda: args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

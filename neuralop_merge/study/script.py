@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import exit_status
 from .config import FAMILIES, SCALE_SUMMARIES, SCALES, StudyConfigError, get_config, scale_seeds
 
 
@@ -128,10 +129,13 @@ def main(family: str, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=f"The CCM reproduction study on {family}.")
     add_arguments(parser, scale="small", out_help=f"output folder (default examples/results/{family}, from the working directory)")
     args = parser.parse_args(argv)
-    run = run_from_args(args, family, Path("examples") / "results" / family)
     words = sys.argv[1:] if argv is None else argv
-    execute(run, "python " + shlex.join([f"examples/{family}.py", *words]))
-    return 0
+
+    def study() -> None:
+        run = run_from_args(args, family, Path("examples") / "results" / family)
+        execute(run, "python " + shlex.join([f"examples/{family}.py", *words]))
+
+    return exit_status(f"examples/{family}.py", study)
 
 
 __all__ = ["StudyRun", "add_arguments", "execute", "headline", "main", "parse_setting", "run_from_args"]

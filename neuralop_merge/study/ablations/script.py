@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from ...errors import exit_status
 from ..config import SCALES, scale_seeds
 from ..script import parse_setting, positive_int
 from . import NAMES, get
@@ -74,9 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = args.out or default_out(args.name, args.scale)
     command = "python " + shlex.join(["examples/ablations.py", *(sys.argv[1:] if argv is None else argv)])
-    started = time.perf_counter()
-    ablation = get(args.name)
-    write_outputs(out, args.name, ablation.run(settings), ablation.figures, command=command, seeds=settings.seeds,
-                  scale=settings.scale)
-    print(f"{args.name}: done in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'results.md'}")
-    return 0
+
+    def ablate() -> None:
+        started = time.perf_counter()
+        ablation = get(args.name)
+        write_outputs(out, args.name, ablation.run(settings), ablation.figures, command=command, seeds=settings.seeds,
+                      scale=settings.scale)
+        print(f"{args.name}: done in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'results.md'}")
+
+    return exit_status("examples/ablations.py", ablate)
