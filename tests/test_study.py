@@ -19,7 +19,8 @@ from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import FAMILIES, SCALES, StudyConfigError, scale_seeds
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
-from neuralop_merge.study.pipeline import load_record, read_record_payload, record_path, run_study, save_record
+from neuralop_merge.study.pipeline import (load_record, read_record_payload, record_path, run_study, save_record,
+                                           saved_record_path)
 from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
 from neuralop_merge.study.report import Study
 from neuralop_merge.study.script import main as study_main, parse_setting
@@ -134,17 +135,17 @@ def test_records_are_saved_compressed_and_plain_ones_of_older_runs_still_load(tm
     saved = record_path(tmp_path / "a", 7)
     assert saved.name == "seed_7.json.gz" and saved.read_bytes()[:2] == b"\x1f\x8b"  # gzip's magic number
     assert saved.read_bytes() == record_path(tmp_path / "b", 7).read_bytes()  # no timestamp in the bytes
-    assert load_record(tmp_path / "a", 7, "digest").regimes[0].methods["anchor"].rel_l2 == [0.25]
+    assert load_record(saved, "digest").regimes[0].methods["anchor"].rel_l2 == [0.25]
     plain = tmp_path / "old" / "records" / "seed_7.json"
     plain.parent.mkdir(parents=True)
     plain.write_bytes(gzip.decompress(saved.read_bytes()))
-    assert load_record(tmp_path / "old", 7, "digest").selection == record.selection
+    assert load_record(saved_record_path(tmp_path / "old", 7), "digest").selection == record.selection
     with pytest.raises(StudyConfigError, match="another study configuration"):
-        load_record(tmp_path / "old", 7, "other digest")
+        load_record(plain, "other digest")
     saved.write_bytes(saved.read_bytes()[:20])  # cut short, as by a full disk
     with pytest.raises(StudyConfigError, match=r"cannot read the study record .*seed_7\.json\.gz"):
         read_record_payload(saved)
-    assert load_record(tmp_path / "a", 8, "digest") is None
+    assert saved_record_path(tmp_path / "a", 8) is None
 
 
 def test_an_example_script_reports_an_unreadable_record_in_one_line(tmp_path, capsys):

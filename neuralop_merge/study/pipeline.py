@@ -92,11 +92,8 @@ def read_record_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
-def load_record(out: Path, seed: int, digest: str) -> SeedRecord | None:
-    """The saved record of ``seed`` under ``out`` if it belongs to this configuration; refuses one of another."""
-    path = saved_record_path(out, seed)
-    if path is None:
-        return None
+def load_record(path: Path, digest: str) -> SeedRecord:
+    """The record saved at ``path`` (see :func:`saved_record_path`) if it belongs to this configuration; refuses one of another."""
     payload = read_record_payload(path)
     if payload.get("config_digest") != digest:
         raise StudyConfigError(f"{path} was written by another study configuration; use another --out or remove it")
@@ -187,10 +184,11 @@ def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", prog
         raise StudyConfigError(f"jobs must be at least 1, got {jobs}")
     out, digest = Path(out), config_digest(config)
     out.mkdir(parents=True, exist_ok=True)
-    records = {seed: load_record(out, seed, digest) for seed in config.seeds}
-    for seed, record in records.items():
-        if record is not None:
-            log(f"== seed {seed}: reusing {saved_record_path(out, seed)} ==")
+    saved = {seed: saved_record_path(out, seed) for seed in config.seeds}
+    records = {seed: None if path is None else load_record(path, digest) for seed, path in saved.items()}
+    for seed, path in saved.items():
+        if path is not None:
+            log(f"== seed {seed}: reusing {path} ==")
     missing = [seed for seed, record in records.items() if record is None]
     if missing:
         records.update(run_missing_seeds(config, missing, out, digest, device=device, progress=progress, jobs=jobs, log=log))

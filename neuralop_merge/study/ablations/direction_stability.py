@@ -34,7 +34,7 @@ import torch
 from ...ccm import CCM
 from ...plots import plot_series
 from ...training.processing import IncrementDataProcessor, ProcessedModel
-from ..config import StudyConfig
+from ..config import COMPETENCE_VS_PERSISTENCE, StudyConfig
 from ..data import training_set
 from ..evaluation import merge_line
 from ..markdown import captioned_table
@@ -190,8 +190,9 @@ def markdown(by_family: dict[str, Any]) -> str:
                "CCM-Coord's trajectories with relative L2 > 1), each expert against its "
                "anchor at the expert's own endpoint (geometric mean of per-trajectory error ratios on the ID test "
                "trajectories; below 1: the expert is better), and the low expert's own error there (mean relative "
-               "L2 [95 % CI]; the competence rule asks for at most 0.3 × persistence: "
-               + ", ".join(f"{family} {0.3 * table['reference']['persistence_low']:.4f}" for family, table in by_family.items())
+               f"L2 [95 % CI]; the competence rule asks for at most {COMPETENCE_VS_PERSISTENCE} × persistence: "
+               + ", ".join(f"{family} {COMPETENCE_VS_PERSISTENCE * table['reference']['persistence_low']:.4f}"
+                           for family, table in by_family.items())
                + ").")
     columns = ["family", "run", "cos(Δ₋)", "CCM-Coord OOD", "failures", "CCM-Prefix OOD", "low / anchor at c = −1",
                "high / anchor at c = +1", "low at c = −1"]
