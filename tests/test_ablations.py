@@ -167,6 +167,25 @@ def test_a_combined_perturbation_applies_each_of_its_kinds(monkeypatch):
     assert seen["options"] == {"anchor": "anchor net"}
     with pytest.raises(ValueError, match="unknown perturbation 'size' in 'data\+size:4'"):
         direction_stability.perturbed_nets(settings, line, None, "data+size:4")
+    direction_stability.perturbed_nets(settings, line, None, "data:4+steps:8")  # each kind its own value
+    assert seen["config"].train.expert_max_steps == 8 * config.train.expert_max_steps
+    assert seen["data"].low.trajectories.shape[0] == 4 * config.data.n_endpoint
+
+
+@pytest.mark.parametrize("key, parts, folder", [
+    ("steps:4", [("steps", "4")], "direction-steps-4"),
+    ("data+steps:4", [("data", "4"), ("steps", "4")], "direction-data+steps-4"),  # the cache of earlier runs
+    ("data:4+steps:8", [("data", "4"), ("steps", "8")], "direction-data-4+steps-8"),
+])
+def test_perturbation_keys_and_their_cache_folders(key, parts, folder):
+    assert direction_stability.perturbation_parts(key) == parts
+    assert direction_stability.perturbation_folder(parts) == folder
+
+
+@pytest.mark.parametrize("key", ["steps", "data:4+steps", ":4", "data+:4"])
+def test_a_perturbation_key_without_kind_or_value_is_refused(key):
+    with pytest.raises(ValueError, match="is not of the form kind:value"):
+        direction_stability.perturbation_parts(key)
 
 
 def test_film_fno_starts_as_its_fno():

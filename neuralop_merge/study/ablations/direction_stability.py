@@ -15,6 +15,8 @@ low expert's own error there against the persistence baseline (the study's compe
 ``data:4``                      the experts fine-tuned on four times as many endpoint trajectories
                                 (same step cap): is an expert short of data or of steps?
 ``data+steps:4``                four times the trajectories and four times the step cap;
+``data:4+steps:8``              four times the trajectories and eight times the step cap (the
+                                ``data+steps:4`` experts all ended at their cap);
 ``optimizer:sgd``               SGD with Nesterov momentum 0.9 at 10× the AdamW rate;
 ``anchor_seed:+1000``           a new anchor (another initialization and batch order, same data)
                                 and its own experts: Δ₋ is then taken around a different θ₀;
@@ -43,7 +45,8 @@ from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
-PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "steps:4", "data:4", "data+steps:4", "optimizer:sgd",
+PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "steps:4", "data:4", "data+steps:4", "data:4+steps:8",
+                 "optimizer:sgd",
                  "anchor_seed:+1000", "data_seed:+1000")
 SEED_OFFSET = 1000
 SGD_LR_FACTOR = 10.0
@@ -72,12 +75,36 @@ def real64(tensor: torch.Tensor) -> torch.Tensor:
     return (torch.view_as_real(tensor) if tensor.is_complex() else tensor).double().flatten()
 
 
+def perturbation_parts(key: str) -> list[tuple[str, str]]:
+    """The ``(kind, value)`` parts of a perturbation key, joined by ``+``.
+
+    A part without a value takes the next part's: ``data+steps:4`` is ``[("data", "4"), ("steps", "4")]``,
+    ``data:4+steps:8`` is ``[("data", "4"), ("steps", "8")]``.
+    """
+    parts, value = [], ""
+    for part in reversed(key.split("+")):
+        kind, _, own = part.partition(":")
+        value = own or value
+        if not kind or not value:
+            raise ValueError(f"perturbation {key!r} is not of the form kind:value[+kind:value]")
+        parts.append((kind, value))
+    return parts[::-1]
+
+
+def perturbation_folder(parts: list[tuple[str, str]]) -> str:
+    """The cache folder name of a perturbation; one shared value is written once (``direction-data+steps-4``)."""
+    values = {value for _, value in parts}
+    if len(values) == 1:
+        return f"direction-{'+'.join(kind for kind, _ in parts)}-{values.pop()}"
+    return "direction-" + "+".join(f"{kind}-{value}" for kind, value in parts)
+
+
 def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: IncrementDataProcessor, key: str) -> dict:
-    """Anchor and experts of one perturbation of ``line``'s run (cached); ``kind+kind:value`` applies both kinds."""
-    kinds, value = key.split(":")
+    """Anchor and experts of one perturbation of ``line``'s run (cached); see :func:`perturbation_parts`."""
+    parts = perturbation_parts(key)
     config, seed, data = line.config, line.seed, line.data
     options: dict[str, Any] = {"anchor": line.anchor.net}
-    for kind in kinds.split("+"):
+    for kind, value in parts:
         if kind == "lr":
             config = config.with_overrides(expert_lr=config.train.expert_lr * float(value))
         elif kind == "steps":
@@ -94,7 +121,7 @@ def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: Increm
             data = replace(data, **endpoint_sets(settings, config, seed + SEED_OFFSET, config.data.n_endpoint))
         else:
             raise ValueError(f"unknown perturbation {kind!r} in {key!r}")
-    folder = settings.folder(line.config, seed, f"direction-{kinds}-{value}")
+    folder = settings.folder(line.config, seed, perturbation_folder(parts))
     return cached_nets(folder, ("anchor", "low", "high"),
                        lambda: train_line(config, seed, data, processor, settings=settings, **options))
 
@@ -173,8 +200,8 @@ def run(settings: AblationSettings) -> AblationOutput:
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
     """cos(Δ₋, Δ₋ reference) per perturbation and family, from ``results.json``'s content.
 
-    The perturbations are those of the run that wrote ``results`` (older runs lack ``steps:4``,
-    ``data:4`` and ``data+steps:4``), so its figure can be redrawn as it was.
+    The perturbations are those of the run that wrote ``results`` (older runs lack the later ones,
+    such as ``data:4``), so its figure can be redrawn as it was.
     """
     keys = list(results["perturbations"])
     by_family = results["by_family"]
