@@ -176,6 +176,7 @@ def test_a_combined_perturbation_applies_each_of_its_kinds(monkeypatch):
     ("steps:4", [("steps", "4")], "direction-steps-4"),
     ("data+steps:4", [("data", "4"), ("steps", "4")], "direction-data+steps-4"),  # the cache of earlier runs
     ("data:4+steps:8", [("data", "4"), ("steps", "8")], "direction-data-4+steps-8"),
+    ("anchor_seed:+1000", [("anchor_seed", "+1000")], "direction-anchor_seed-+1000"),  # a signed value
 ])
 def test_perturbation_keys_and_their_cache_folders(key, parts, folder):
     assert direction_stability.perturbation_parts(key) == parts

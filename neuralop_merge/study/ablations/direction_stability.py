@@ -26,6 +26,7 @@ low expert's own error there against the persistence baseline (the study's compe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -82,10 +83,10 @@ def perturbation_parts(key: str) -> list[tuple[str, str]]:
     ``data:4+steps:8`` is ``[("data", "4"), ("steps", "8")]``.
     """
     parts, value = [], ""
-    for part in reversed(key.split("+")):
+    for part in reversed(re.split(r"\+(?=[A-Za-z_])", key)):  # a "+" before a kind, not a sign (+1000)
         kind, _, own = part.partition(":")
         value = own or value
-        if not kind or not value:
+        if not re.fullmatch(r"[A-Za-z_]+", kind) or not value:
             raise ValueError(f"perturbation {key!r} is not of the form kind:value[+kind:value]")
         parts.append((kind, value))
     return parts[::-1]
