@@ -186,6 +186,15 @@ def plot_fit_residuals(
     return _save(figure, path, overwrite)
 
 
+def _tick_angle(names: Sequence[str]) -> dict[str, Any]:
+    """Rotation of category names under a line plot: level when short, steeper when many long ones would touch."""
+    if max(map(len, names), default=0) <= 4:
+        return {"rotation": 0}
+    if sum(map(len, names)) <= 80:
+        return {"rotation": 20}
+    return {"rotation": 40, "ha": "right", "rotation_mode": "anchor"}
+
+
 def plot_series(
     x: Sequence[float] | Sequence[str],
     series: Mapping[str, Sequence[float]],
@@ -231,7 +240,7 @@ def plot_series(
     if logx:
         axes.set_xscale("log", base=2)
     if names is not None:
-        axes.set_xticks(positions, names, rotation=20 if max(map(len, names), default=0) > 4 else 0, fontsize="small")
+        axes.set_xticks(positions, names, fontsize="small", **_tick_angle(names))
         axes.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)  # a log axis's 2^k marks
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
     axes.legend(fontsize="small")

@@ -153,6 +153,17 @@ def test_series_over_categories_names_each_tick(tmp_path, monkeypatch):
     assert [line.get_xdata().tolist() for line in alpha.get_lines()] == [[0.5, 1.0, 1.5]]  # numbers stay where they are
 
 
+def test_many_long_category_names_are_tilted_and_end_at_their_tick(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path, overwrite: saved.append(figure))
+    short, long = ["a", "b"], [f"perturbation:{i}" for i in range(8)]
+    plots.plot_series(short, {"x": [1.0, 2.0]}, tmp_path / "short.png")
+    plots.plot_series(long, {"x": [1.0] * len(long)}, tmp_path / "long.png")
+    (short_axes,), (long_axes,) = (figure.axes for figure in saved)
+    assert {label.get_rotation() for label in short_axes.get_xticklabels()} == {0}
+    assert {(label.get_rotation(), label.get_horizontalalignment()) for label in long_axes.get_xticklabels()} == {(40, "right")}
+
+
 def test_fit_report_is_the_surface_residual():
     anchor, experts = conv_experts(3)
     surface = CCMSurface(anchor, experts, {"e0": 1.0, "e1": 2.0, "e2": 4.0})
