@@ -57,7 +57,9 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
                 for run in ("reference", "lr:2") for side in ("low", "high"))
         and all(0 < r["by_family"]["dam_break"][run][key]["mean"] < float("inf")
                 for run in ("reference", "data:4") for key in ("low_at_low", "prefix_ood"))
-        and r["by_family"]["dam_break"]["reference"]["persistence_low"] > 0,
+        and r["by_family"]["dam_break"]["reference"]["persistence_low"] > 0
+        and all(set(r["by_family"]["dam_break"][run]["prefix_ood_by_side"]) == {"-2", "2"} for run in ("reference", "data:4"))
+        and set(r["by_family"]["dam_break"]["reference"]["anchor_ood_by_side"]) == {"-2", "2"},
         "prefix_budget": lambda r: r["k"] == [1, 2, 4, 8] and len(r["dam_break"]) == 4,
         "scale_trend": lambda r: len(r["widths"]) >= 3 and len(r["ood_reduction"]) == len(r["widths"])
         and all({"anchor_support", "low_at_low", "high_at_high", "persistence_id", "meets_target", "within_persistence_fraction"}
@@ -170,6 +172,12 @@ def test_a_combined_perturbation_applies_each_of_its_kinds(monkeypatch):
     direction_stability.perturbed_nets(settings, line, None, "data:4+steps:8")  # each kind its own value
     assert seen["config"].train.expert_max_steps == 8 * config.train.expert_max_steps
     assert seen["data"].low.trajectories.shape[0] == 4 * config.data.n_endpoint
+
+
+def test_side_cuts_are_the_anchor_reductions_low_side_first():
+    method = {"-2": {"mean": 0.6}, "2": {"mean": 0.25}}
+    anchor = {"2": {"mean": 0.5}, "-2": {"mean": 1.0}}  # in any order
+    assert direction_stability.side_cuts(method, anchor) == "40.0 % / 50.0 %"
 
 
 @pytest.mark.parametrize("key, parts, folder", [

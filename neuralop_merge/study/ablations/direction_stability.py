@@ -42,7 +42,7 @@ from ..data import training_set
 from ..evaluation import merge_line
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
-                   interval, per_regime, persistence_errors, prefix_errors, seed_line, summary, train_line)
+                   interval, per_regime, persistence_errors, prefix_errors, reduction, seed_line, summary, train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -133,11 +133,22 @@ def endpoint_sets(settings: AblationSettings, config: StudyConfig, seed: int, n:
     return {role: training_set(config, seed, role, (c,), n, settings.device, folder) for role, c in (("low", -1.0), ("high", 1.0))}
 
 
-def ood_errors(ccm: CCM, line: SeedLine) -> dict[str, list[float]]:
-    """The line's OOD errors under the identity CCM-Coord and under CCM-Prefix."""
+def ood_errors(ccm: CCM, line: SeedLine) -> dict[str, Any]:
+    """The line's OOD errors under the identity CCM-Coord and under CCM-Prefix, the latter also per side."""
     ood = line.tests("ood")
+    prefix_by_side = {side_key(regime): prefix_errors(ccm, [regime], line.config) for regime in ood}
     return {"coord": per_regime(lambda regime: ccm.at(regime.c), ood, line.config.prefix_k),
-            "prefix": prefix_errors(ccm, ood, line.config)}
+            "prefix": [value for values in prefix_by_side.values() for value in values], "prefix_by_side": prefix_by_side}
+
+
+def side_key(regime: Any) -> str:
+    """The key of an OOD regime's side, its coordinate as ``results.json`` writes it elsewhere (``"-2"``, ``"2"``)."""
+    return f"{regime.c:g}"
+
+
+def by_side(seeds: list[dict[str, list[float]]]) -> dict[str, Any]:
+    """Per side, the summary over seeds of per-side error lists."""
+    return {key: summary([seed[key] for seed in seeds]) for key in seeds[0]}
 
 
 def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
@@ -147,6 +158,7 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
     reference = line.ccm()
     out: dict[str, Any] = {
         "reference": ood_errors(reference, line), "anchor": errors(line.anchor, line.tests("ood"), line.config.prefix_k),
+        "anchor_by_side": {side_key(regime): errors(line.anchor, [regime], line.config.prefix_k) for regime in line.tests("ood")},
         "reference_endpoints": endpoint_errors(line, line.models()),
         "persistence_low": persistence_errors([regime for regime in line.tests("id") if regime.c == -1.0], line.config.prefix_k),
     }
@@ -165,7 +177,9 @@ def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
     seeds = [seed_results(settings, family, seed) for seed in settings.seeds]
     table: dict[str, Any] = {"reference": {"ccm_ood": summary([s["reference"]["coord"] for s in seeds]),
                                            "prefix_ood": summary([s["reference"]["prefix"] for s in seeds]),
+                                           "prefix_ood_by_side": by_side([s["reference"]["prefix_by_side"] for s in seeds]),
                                            "anchor_ood": summary([s["anchor"] for s in seeds]),
+                                           "anchor_ood_by_side": by_side([s["anchor_by_side"] for s in seeds]),
                                            "expert_vs_anchor": endpoint_gain([s["reference_endpoints"] for s in seeds]),
                                            "low_at_low": low_error([s["reference_endpoints"] for s in seeds]),
                                            "persistence_low": float(np.mean([s["persistence_low"] for s in seeds]))}}
@@ -176,6 +190,7 @@ def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
             "cos_by_layer": {name: float(np.mean([s[key]["cos"][name] for s in seeds])) for name in layers},
             "ccm_ood": summary([s[key]["ood"]["coord"] for s in seeds]),
             "prefix_ood": summary([s[key]["ood"]["prefix"] for s in seeds]),
+            "prefix_ood_by_side": by_side([s[key]["ood"]["prefix_by_side"] for s in seeds]),
             "expert_vs_anchor": endpoint_gain([s[key]["endpoints"] for s in seeds]),
             "low_at_low": low_error([s[key]["endpoints"] for s in seeds]),
             "steps": [s[key]["steps"] for s in seeds],
@@ -215,25 +230,33 @@ def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
 def markdown(by_family: dict[str, Any]) -> str:
     caption = ("cos(Δ₋, Δ₋ of the reference run) over all weights (mean over seeds), the perturbed line's "
                "identity CCM-Coord and CCM-Prefix OOD errors (mean relative L2 [95 % CI over seeds]; failures: "
-               "CCM-Coord's trajectories with relative L2 > 1), each expert against its "
+               "CCM-Coord's trajectories with relative L2 > 1), CCM-Prefix's cut of the anchor's mean OOD error on each "
+               "side (c = −2 / c = +2), each expert against its "
                "anchor at the expert's own endpoint (geometric mean of per-trajectory error ratios on the ID test "
                "trajectories; below 1: the expert is better), and the low expert's own error there (mean relative "
                f"L2 [95 % CI]; the competence rule asks for at most {COMPETENCE_VS_PERSISTENCE} × persistence: "
                + ", ".join(f"{family} {COMPETENCE_VS_PERSISTENCE * table['reference']['persistence_low']:.4f}"
                            for family, table in by_family.items())
                + ").")
-    columns = ["family", "run", "cos(Δ₋)", "CCM-Coord OOD", "failures", "CCM-Prefix OOD", "low / anchor at c = −1",
+    columns = ["family", "run", "cos(Δ₋)", "CCM-Coord OOD", "failures", "CCM-Prefix OOD", "CCM-Prefix cut −2 / +2",
+               "low / anchor at c = −1",
                "high / anchor at c = +1", "low at c = −1"]
     rows = []
     for family, table in by_family.items():
         reference = table["reference"]
         rows.append([family, "anchor", "—", interval(reference["anchor_ood"]), reference["anchor_ood"]["failures"], "—", "—", "—",
-                     "—"])
+                     "—", "—"])
         for key, row in (("reference", reference), *((key, table[key]) for key in PERTURBATIONS)):
             cosine = 1 if key == "reference" else f"{row['cos_direction']:.3f}"
             rows.append([family, key, cosine, interval(row["ccm_ood"]), row["ccm_ood"]["failures"], interval(row["prefix_ood"]),
+                         side_cuts(row["prefix_ood_by_side"], reference["anchor_ood_by_side"]),
                          *gains(row["expert_vs_anchor"]), interval(row["low_at_low"])])
     return captioned_table(caption, columns, rows)
+
+
+def side_cuts(method: dict[str, Any], anchor: dict[str, Any]) -> str:
+    """``"40.1 % / 52.3 %"``: the reduction of the anchor's mean error on each OOD side, low side first."""
+    return " / ".join(f"{reduction(method[key], anchor[key]):.1f} %" for key in sorted(anchor, key=float))
 
 
 def gains(cells: dict[str, Any]) -> list[str]:
