@@ -5,9 +5,10 @@ perturbation refits the endpoint experts of a seed with one thing changed and co
 with the reference run's (the study's recipe), per tensor and over all weights (cosine of the
 flattened update; complex spectral weights as real pairs), then scores the perturbed line's
 identity CCM-Coord (α = c) and CCM-Prefix (α from each trajectory's observed frames) on the OOD
-test regimes, and each of its experts against its anchor at
-the expert's own endpoint (does the refit expert still carry physics the anchor lacks?), with the
-low expert's own error there against the persistence baseline (the study's competence rule):
+test regimes (CCM-Prefix also on each side, c = −2 and c = +2), and each of its experts against
+its anchor at the expert's own endpoint (does the refit expert still carry physics the anchor
+lacks?), with the low expert's own error there against the persistence baseline (the study's
+competence rule):
 
 ``lr:0.5``, ``lr:2``            the experts' learning rate halved / doubled;
 ``steps:0.5``, ``steps:2``,     the experts' step cap halved / doubled / quadrupled (the stopping
@@ -47,8 +48,7 @@ from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
 PERTURBATIONS = ("lr:0.5", "lr:2", "steps:0.5", "steps:2", "steps:4", "data:4", "data+steps:4", "data:4+steps:8",
-                 "optimizer:sgd",
-                 "anchor_seed:+1000", "data_seed:+1000")
+                 "optimizer:sgd", "anchor_seed:+1000", "data_seed:+1000")
 SEED_OFFSET = 1000
 SGD_LR_FACTOR = 10.0
 
@@ -156,9 +156,10 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
     line = seed_line(settings, settings.config(family), seed)
     processor = line.anchor.processor
     reference = line.ccm()
+    anchor_by_side = {side_key(regime): errors(line.anchor, [regime], line.config.prefix_k) for regime in line.tests("ood")}
     out: dict[str, Any] = {
-        "reference": ood_errors(reference, line), "anchor": errors(line.anchor, line.tests("ood"), line.config.prefix_k),
-        "anchor_by_side": {side_key(regime): errors(line.anchor, [regime], line.config.prefix_k) for regime in line.tests("ood")},
+        "reference": ood_errors(reference, line), "anchor_by_side": anchor_by_side,
+        "anchor": [value for values in anchor_by_side.values() for value in values],
         "reference_endpoints": endpoint_errors(line, line.models()),
         "persistence_low": persistence_errors([regime for regime in line.tests("id") if regime.c == -1.0], line.config.prefix_k),
     }
