@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -39,7 +39,7 @@ from ...ccm import CCM
 from ...plots import plot_series
 from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import COMPETENCE_VS_PERSISTENCE, StudyConfig
-from ..data import training_set
+from ..data import Regime, training_set
 from ..evaluation import merge_line
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
@@ -135,15 +135,22 @@ def endpoint_sets(settings: AblationSettings, config: StudyConfig, seed: int, n:
 
 def ood_errors(ccm: CCM, line: SeedLine) -> dict[str, Any]:
     """The line's OOD errors under the identity CCM-Coord and under CCM-Prefix, the latter also per side."""
-    ood = line.tests("ood")
-    prefix_by_side = {side_key(regime): prefix_errors(ccm, [regime], line.config) for regime in ood}
-    return {"coord": per_regime(lambda regime: ccm.at(regime.c), ood, line.config.prefix_k),
-            "prefix": [value for values in prefix_by_side.values() for value in values], "prefix_by_side": prefix_by_side}
+    prefix_by_side = per_ood_side(lambda regime: prefix_errors(ccm, [regime], line.config), line)
+    return {"coord": per_regime(lambda regime: ccm.at(regime.c), line.tests("ood"), line.config.prefix_k),
+            "prefix": pooled(prefix_by_side), "prefix_by_side": prefix_by_side}
 
 
-def side_key(regime: Any) -> str:
-    """The key of an OOD regime's side, its coordinate as ``results.json`` writes it elsewhere (``"-2"``, ``"2"``)."""
-    return f"{regime.c:g}"
+def per_ood_side(errors_at: Callable[[Regime], list[float]], line: SeedLine) -> dict[str, list[float]]:
+    """``errors_at(regime)`` for each of ``line``'s OOD regimes, keyed by side.
+
+    The key is the regime's coordinate as ``results.json`` writes it elsewhere (``"-2"``, ``"2"``).
+    """
+    return {f"{regime.c:g}": errors_at(regime) for regime in line.tests("ood")}
+
+
+def pooled(by_side: Mapping[str, list[float]]) -> list[float]:
+    """Per-side errors as one list, in the regimes' order."""
+    return [value for values in by_side.values() for value in values]
 
 
 def by_side(seeds: list[dict[str, list[float]]]) -> dict[str, Any]:
@@ -156,10 +163,9 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
     line = seed_line(settings, settings.config(family), seed)
     processor = line.anchor.processor
     reference = line.ccm()
-    anchor_by_side = {side_key(regime): errors(line.anchor, [regime], line.config.prefix_k) for regime in line.tests("ood")}
+    anchor_by_side = per_ood_side(lambda regime: errors(line.anchor, [regime], line.config.prefix_k), line)
     out: dict[str, Any] = {
-        "reference": ood_errors(reference, line), "anchor_by_side": anchor_by_side,
-        "anchor": [value for values in anchor_by_side.values() for value in values],
+        "reference": ood_errors(reference, line), "anchor_by_side": anchor_by_side, "anchor": pooled(anchor_by_side),
         "reference_endpoints": endpoint_errors(line, line.models()),
         "persistence_low": persistence_errors([regime for regime in line.tests("id") if regime.c == -1.0], line.config.prefix_k),
     }
