@@ -37,12 +37,22 @@ class PairDataset(Dataset):
     Parameters
     ----------
     trajectories : torch.Tensor
-        ``[N, T+1, C, H, W]``; item ``k`` is trajectory ``k // T``, step ``k % T``.
+        ``[N, T+1, C, H, W]``; item ``k`` is trajectory ``k // S``, step ``k % S``,
+        with ``S = T - lead`` steps per trajectory.
+    lead : int, default 0
+        Frames after ``y`` each item also carries, as ``'ahead'`` ``[lead, C, H, W]``
+        (frames ``t+2 .. t+1+lead``): the targets of a pushforward step (see
+        ``TrainingSettings.pushforward``). Steps whose frames would run past the end are left out.
     """
 
-    def __init__(self, trajectories: torch.Tensor) -> None:
+    def __init__(self, trajectories: torch.Tensor, lead: int = 0) -> None:
+        if not 0 <= lead <= max(0, trajectories.shape[1] - 2):
+            raise SimulationError(
+                f"lead must be in [0, {trajectories.shape[1] - 2}] for trajectories of {trajectories.shape[1]} frames, got {lead}"
+            )
         self.trajectories = trajectories
-        self.steps = trajectories.shape[1] - 1
+        self.lead = lead
+        self.steps = trajectories.shape[1] - 1 - lead
 
     def __len__(self) -> int:
         return self.trajectories.shape[0] * self.steps
@@ -51,7 +61,10 @@ class PairDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"pair index {index} out of range for {len(self)} pairs")
         trajectory, step = divmod(index % len(self), self.steps)
-        return {"x": self.trajectories[trajectory, step], "y": self.trajectories[trajectory, step + 1]}
+        item = {"x": self.trajectories[trajectory, step], "y": self.trajectories[trajectory, step + 1]}
+        if self.lead:
+            item["ahead"] = self.trajectories[trajectory, step + 2 : step + 2 + self.lead]
+        return item
 
 
 @dataclass(frozen=True)

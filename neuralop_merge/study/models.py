@@ -83,13 +83,18 @@ def build_fno(config: StudyConfig, in_channels: int, out_channels: int, seed: in
 
 @dataclass
 class SeedTrainer:
-    """Runs the recipe for one seed and keeps each run's optimizer steps and seconds."""
+    """Runs the recipe for one seed and keeps each run's optimizer steps and seconds.
+
+    ``optimizer`` and ``pushforward`` (see :class:`~..training.TrainingSettings`) change the recipe
+    for ablations; the study itself keeps their defaults.
+    """
 
     config: StudyConfig
     seed: int
     device: str = "cpu"
     progress: bool = True
     optimizer: OptimizerName = "adamw"
+    pushforward: int = 0
     steps: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -100,13 +105,13 @@ class SeedTrainer:
             n_epochs=max(1, max_steps // train.steps_per_epoch), lr=lr, weight_decay=train.weight_decay,
             scheduler="onecycle", seed=derive_seed(self.seed, "train", name) % (2**31), device=self.device,
             progress=self.progress, grad_clip=train.grad_clip, patience=train.patience(max_steps),
-            optimizer=self.optimizer,
+            optimizer=self.optimizer, pushforward=self.pushforward,
         )
 
     def loader(self, trajectories: torch.Tensor) -> DataLoader:
-        """Shuffled one-step batches, ``steps_per_epoch`` of them per epoch."""
+        """Shuffled one-step batches (with the frames a pushforward needs), ``steps_per_epoch`` of them per epoch."""
         train = self.config.train
-        pairs = PairDataset(trajectories)
+        pairs = PairDataset(trajectories, lead=self.pushforward)
         sampler = RandomSampler(pairs, num_samples=train.steps_per_epoch * train.batch_size)
         return DataLoader(pairs, batch_size=train.batch_size, sampler=sampler)
 

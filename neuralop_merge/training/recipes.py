@@ -64,6 +64,10 @@ class TrainingSettings:
         AdamW, or SGD with Nesterov momentum ``momentum`` (for ablations of the recipe).
     momentum : float, default 0.9
         SGD momentum; unused by AdamW.
+    pushforward : int, default 0
+        Most steps the model rolls its own input forward (without gradients) before a training
+        step; see :class:`~.trainer.FinetuneTrainer`. The training loader must carry that many
+        ``'ahead'`` frames (``PairDataset(trajectories, lead=pushforward)``).
     """
 
     n_epochs: int
@@ -78,6 +82,7 @@ class TrainingSettings:
     patience: int | None = None
     optimizer: OptimizerName = "adamw"
     momentum: float = 0.9
+    pushforward: int = 0
 
     def __post_init__(self) -> None:
         if self.n_epochs < 1:
@@ -94,6 +99,8 @@ class TrainingSettings:
             raise TrainingError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if not 0 <= self.momentum < 1:
             raise TrainingError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (isinstance(self.pushforward, int) and self.pushforward >= 0):
+            raise TrainingError(f"pushforward must be a non-negative integer, got {self.pushforward!r}")
 
     def optimizer_record(self) -> dict[str, Any]:
         """The optimizer settings as recorded in provenance."""
@@ -207,6 +214,7 @@ def run_training(
         progress=settings.progress,
         data_processor=data_processor,
         patience=settings.patience,
+        pushforward=settings.pushforward,
     )
     test_loaders = {}
     if val_trajectories is not None:
@@ -293,7 +301,7 @@ def train_anchor(
     -------
     nn.Module
         ``model``, with ``model.provenance`` recording ``kind="anchor"``, the
-        optimizer and scheduler settings, steps, epochs, seed and final losses.
+        optimizer and scheduler settings, steps, epochs, pushforward, seed and final losses.
     """
     settings = settings or TrainingSettings(
         _required_epochs(n_epochs), lr, weight_decay, scheduler, seed, device, use_distributed, progress
@@ -323,6 +331,7 @@ def run_record(settings: TrainingSettings, result: RunResult) -> dict[str, Any]:
         "scheduler": settings.scheduler_record(),
         "steps": result.steps,
         "epochs": settings.n_epochs,
+        "pushforward": settings.pushforward,
         "seed": settings.seed,
         "losses": result.losses,
     }
@@ -386,7 +395,7 @@ def finetune_endpoints(
     dict of str to nn.Module
         Regime name -> expert. Each expert's ``provenance`` holds ``kind="expert"``,
         ``anchor_fingerprint``, ``parameter`` (name, value), ``regime``, optimizer
-        and scheduler settings, ``steps``, ``epochs``, ``seed``, final ``losses``
+        and scheduler settings, ``steps``, ``epochs``, ``pushforward``, ``seed``, final ``losses``
         and the ``trainable`` parameter names (None for all).
     """
     settings = settings or TrainingSettings(

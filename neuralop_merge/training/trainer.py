@@ -103,6 +103,12 @@ class FinetuneTrainer(Trainer):
         With ``rollout_trajectories``: stop once the validation rollout error has not improved
         for ``patience`` evaluations. Whenever rollout trajectories are given, the weights with
         the lowest validation rollout error are restored at the end of training.
+    pushforward : int, default 0
+        Train on the model's own predictions (the pushforward trick of Brandstetter et al.,
+        2022): before each batch, draw ``n`` uniformly from ``0 .. pushforward``, roll the
+        input ``n`` steps forward with the model itself without gradients, and train the step
+        from there to the true frame ``n + 1`` steps ahead. The loader's batches must then
+        carry ``'ahead'`` frames (``PairDataset(..., lead=pushforward)``).
     """
 
     def __init__(
@@ -119,6 +125,7 @@ class FinetuneTrainer(Trainer):
         progress: bool = True,
         data_processor: nn.Module | None = None,
         patience: int | None = None,
+        pushforward: int = 0,
     ):
         if use_distributed:
             require_process_group()
@@ -135,6 +142,7 @@ class FinetuneTrainer(Trainer):
         self.progress_bar: tqdm | None = None
         self.step = 0
         self.best = BestWeights(patience)
+        self.pushforward = pushforward
         self.last_metrics: dict[str, Any] = {}
 
     def train(
@@ -186,13 +194,38 @@ class FinetuneTrainer(Trainer):
         return result
 
     def train_one_batch(self, idx: int, sample: dict, training_loss: LossFunction) -> torch.Tensor:
-        """The parent's batch loss, counted as one optimizer step and shown per sample."""
-        loss = super().train_one_batch(idx, sample, training_loss)
+        """The parent's batch loss (after any pushforward), counted as one optimizer step and shown per sample."""
+        loss = super().train_one_batch(idx, self.pushed_forward(sample), training_loss)
         self.step += 1
         if self.progress_bar is not None:
             self.progress_bar.update()
             self.progress_bar.set_postfix(epoch=self.epoch, loss=f"{loss.item() / len(sample['y']):.4g}")
         return loss
+
+    def pushed_forward(self, sample: dict) -> dict:
+        """``sample`` with its input rolled forward by the model (see ``pushforward``), ``'ahead'`` removed.
+
+        The unrolled steps carry no gradient: the model learns to correct the kind of error it
+        makes itself, at the cost of a forward pass per unrolled step.
+        """
+        sample = dict(sample)
+        ahead = sample.pop("ahead", None)
+        if not self.pushforward:
+            return sample
+        if ahead is None or ahead.shape[1] < self.pushforward:
+            given = "none" if ahead is None else ahead.shape[1]
+            raise TrainingError(
+                f"pushforward={self.pushforward} needs batches with that many 'ahead' frames (got {given}); "
+                f"build the loader on PairDataset(trajectories, lead={self.pushforward})"
+            )
+        unrolls = int(torch.randint(0, self.pushforward + 1, ()))
+        if unrolls == 0:
+            return sample
+        state, step = sample["x"], self.one_step_model()
+        with torch.no_grad():
+            for _ in range(unrolls):
+                state = step(state.to(self.device))
+        return {**sample, "x": state, "y": ahead[:, unrolls - 1]}
 
     def evaluate_all(
         self,

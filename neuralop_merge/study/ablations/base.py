@@ -121,19 +121,20 @@ def load_data(settings: AblationSettings, config: StudyConfig, seed: int) -> Stu
 
 def train_line(config: StudyConfig, seed: int, data: StudyData, processor: IncrementDataProcessor, *,
                settings: AblationSettings, anchor: nn.Module | None = None, optimizer: str = "adamw",
-               anchor_seed: int | None = None, network: Network = build_fno) -> dict[str, nn.Module]:
+               anchor_seed: int | None = None, network: Network = build_fno, pushforward: int = 0) -> dict[str, nn.Module]:
     """Anchor (unless given) and endpoint experts of one seed, trained by the study's recipe.
 
     ``anchor_seed`` draws the anchor's initialization and batch order from another seed while
     the data stay those of ``seed``; ``optimizer`` changes the experts' optimizer; ``network``
-    builds the anchor's untrained network (the study's FNO by default).
+    builds the anchor's untrained network (the study's FNO by default); ``pushforward`` trains
+    the anchor (when trained here) and the experts on up to that many of their own steps.
     """
-    runs = SeedTrainer(config, seed, settings.device, settings.progress, optimizer=optimizer)
+    runs = SeedTrainer(config, seed, settings.device, settings.progress, optimizer=optimizer, pushforward=pushforward)
     if anchor is None:
         origin = seed if anchor_seed is None else anchor_seed
         channels = data.support.trajectories.shape[2]
         net = network(config, channels, channels, origin, "anchor")
-        anchor_runs = SeedTrainer(config, origin, settings.device, settings.progress)
+        anchor_runs = SeedTrainer(config, origin, settings.device, settings.progress, pushforward=pushforward)
         anchor = anchor_runs.fit("anchor", net, data.support, processor, config.train.anchor_max_steps, config.train.lr).net
     experts = runs.finetune(ProcessedModel(anchor, processor), data)
     return {"anchor": anchor, "low": experts["low"].net, "high": experts["high"].net}
