@@ -11,6 +11,7 @@ from neuralop.models import FNO
 
 from neuralop_merge.errors import TrainingError
 from neuralop_merge.study.ablations import NAMES, direction_stability, get
+from neuralop_merge.study.ablations import pushforward as pushforward_ablation
 from neuralop_merge.study.ablations.base import AblationSettings, cached_nets, competence, ratio_summary, summary
 from neuralop_merge.study.ablations.direction_stability import direction_cosines
 from neuralop_merge.study.ablations.multi_axis import nearest_level, verdict, verdict_of
@@ -70,6 +71,11 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         "strong_baselines": lambda r: {"film_conditioned", "dpot_style"} <= set(r),
         "endpoint_modes": lambda r: r["modes"] == [8, 16]
         and all(0 < r["by_modes"][m]["expert_vs_anchor"][side]["gm_ratio"] < float("inf") for m in ("8", "16") for side in ("low", "high")),
+        "pushforward": lambda r: set(r["variants"]) == {"experts:1", "experts:2", "line:1"}
+        and all({"competence", "low_at_low", "expert_vs_anchor", "prefix_ood_by_side", "steps"} <= set(r["by_family"]["dam_break"][run])
+                for run in ("reference", *r["variants"]))
+        and set(r["by_family"]["dam_break"]["reference_anchor_ood_by_side"]) == {"-2", "2"}
+        and r["by_family"]["dam_break"]["persistence_id"] > 0,
         "ccm_plane": lambda r: all({"ccm_plane", "ccm", "anchor"} <= set(r["plane"][split]) for split in ("support", "ood")),
         "multi_axis": lambda r: all({"anchor", "line", "surface_affine", "surface_quadratic"} <= set(r["one_axis"]["dam_break"][split])
                                     for split in ("interp", "id", "ood"))
@@ -251,3 +257,27 @@ def test_multi_axis_line_and_verdict_rules():
     assert filed["surface_beats_line"] == {"two_axis/diffreact/ood_axis2/surface": 0.4}  # the oracle line is not the verdict's
     assert not filed["line_beats_surface"] and not filed["undecided"]
     assert verdict(ratios, n_seeds=1)["undecided"] == {"two_axis/diffreact/ood_axis2/surface": 0.4}  # one seed: a point, no interval
+
+
+def test_pushforward_variants_keep_or_retrain_the_anchor_and_train_with_their_unrolls(monkeypatch):
+    calls = []
+
+    def fake_train_line(config, seed, data, processor, *, settings, pushforward, anchor):
+        calls.append((pushforward, anchor))
+        return {name: torch.nn.Linear(1, 1) for name in ("anchor", "low", "high")}
+
+    monkeypatch.setattr(pushforward_ablation, "train_line", fake_train_line)
+    anchor = torch.nn.Linear(1, 1)
+    line = SimpleNamespace(config=None, seed=0, data=None, anchor=SimpleNamespace(net=anchor, processor=None))
+    settings = AblationSettings(cache=None)
+    for key in pushforward_ablation.VARIANTS:
+        pushforward_ablation.variant_line(settings, line, key)
+    assert calls == [(1, anchor), (2, anchor), (1, None)]
+
+
+def test_competent_needs_every_check_and_every_seed():
+    checks = {"meets_target": True, "within_persistence_fraction": True,
+              "expert_beats_anchor_at_own_endpoint": {"low": [True, True], "high": [True, True]}}
+    assert pushforward_ablation.competent(checks)
+    assert not pushforward_ablation.competent({**checks, "within_persistence_fraction": False})
+    assert not pushforward_ablation.competent({**checks, "expert_beats_anchor_at_own_endpoint": {"low": [True, False], "high": [True, True]}})

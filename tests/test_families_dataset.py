@@ -86,6 +86,13 @@ def test_loader_seed_fixes_the_shuffle():
     assert not torch.equal(order(3), order(4))
 
 
+def test_a_loader_with_lead_carries_the_frames_after_y():
+    data = _data()
+    batch = next(iter(data.loader(32, shuffle=False, lead=2)))
+    assert batch["ahead"].shape == (6 * 2, 2, 2, 8, 8)  # two steps per trajectory keep two frames after y
+    assert torch.equal(batch["ahead"][1], data.trajectories[0, 3:5])
+
+
 def test_cache_hit_skips_simulation(tmp_path, monkeypatch):
     stored = _data(cache_dir=tmp_path)
     assert len(list(tmp_path.glob("diffreact-*.pt"))) == 1

@@ -8,10 +8,11 @@ from neuralop.models import FNO
 from torch import nn
 
 from neuralop_merge import merge
+from neuralop_merge.errors import SimulationError, TrainingError
 from neuralop_merge.families.dataset import PairDataset
 from neuralop_merge.training import TrainingSettings, rollout_error, train_anchor
 from neuralop_merge.training.processing import IncrementDataProcessor, ProcessedModel
-from neuralop_merge.training.trainer import BestWeights
+from neuralop_merge.training.trainer import BestWeights, FinetuneTrainer
 
 
 def trajectories(n: int = 3, frames: int = 5, channels: int = 2) -> torch.Tensor:
@@ -132,3 +133,75 @@ def test_training_with_a_processor_works_in_one_and_three_dimensions(space):
     trained = train_anchor(net, loader, settings=settings, data_processor=processor, val_trajectories=data[2:])
     assert trained.provenance["steps"] == 4 and trained.provenance["losses"]["val_rollout"] > 0
     assert ProcessedModel(trained, processor)(data[:, 0]).shape == data[:, 0].shape
+
+
+def test_pair_dataset_carries_the_frames_a_pushforward_trains_on():
+    data = trajectories(n=2, frames=5)
+    pairs = PairDataset(data, lead=2)
+    assert len(pairs) == 2 * 2  # steps 0 and 1 of each trajectory still have two frames after y
+    item = pairs[3]  # trajectory 1, step 1
+    torch.testing.assert_close(item["x"], data[1, 1])
+    torch.testing.assert_close(item["y"], data[1, 2])
+    torch.testing.assert_close(item["ahead"], data[1, 3:5])
+    assert "ahead" not in PairDataset(data)[0]
+    with pytest.raises(SimulationError, match="lead must be in \\[0, 3\\]"):
+        PairDataset(data, lead=4)
+
+
+class AddOne(nn.Module):
+    """A one-step model whose n-step rollout is known: x + n."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, **_: object) -> torch.Tensor:
+        return x + 1 + self.weight
+
+
+def test_pushforward_rolls_the_input_with_the_model_and_targets_the_matching_frame():
+    trainer = FinetuneTrainer(model=AddOne(), n_epochs=1, seed=0, identity={"kind": "anchor"}, progress=False, pushforward=2)
+    x, y = torch.zeros(3, 1, 4), torch.full((3, 1, 4), 10.0)
+    ahead = torch.stack([torch.full((3, 1, 4), 20.0), torch.full((3, 1, 4), 30.0)], dim=1)
+    seen = set()
+    torch.manual_seed(0)
+    for _ in range(30):
+        sample = trainer.pushed_forward({"x": x, "y": y, "ahead": ahead})
+        assert "ahead" not in sample
+        unrolls = int(sample["x"][0, 0, 0])  # x + n after n steps of AddOne
+        torch.testing.assert_close(sample["x"], x + unrolls)
+        torch.testing.assert_close(sample["y"], y if unrolls == 0 else ahead[:, unrolls - 1])
+        assert not sample["x"].requires_grad
+        seen.add(unrolls)
+    assert seen == {0, 1, 2}
+
+
+def test_pushforward_without_ahead_frames_names_the_loader_to_build():
+    trainer = FinetuneTrainer(model=AddOne(), n_epochs=1, seed=0, identity={"kind": "anchor"}, progress=False, pushforward=1)
+    with pytest.raises(TrainingError, match=r"PairDataset\(trajectories, lead=1\)"):
+        trainer.pushed_forward({"x": torch.zeros(2, 1, 4), "y": torch.zeros(2, 1, 4)})
+
+
+@pytest.mark.parametrize("value", [-1, 1.5])
+def test_pushforward_must_be_a_non_negative_integer(value):
+    with pytest.raises(TrainingError, match="pushforward"):
+        TrainingSettings(n_epochs=1, pushforward=value)
+
+
+def test_pushforward_training_is_reproducible_and_recorded():
+    data = trajectories(n=4, frames=5, channels=1)
+    processor = IncrementDataProcessor.fit(data)
+
+    def train(pushforward: int) -> nn.Module:
+        torch.manual_seed(0)
+        net = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=1)
+        loader = torch.utils.data.DataLoader(PairDataset(data[:3], lead=1), batch_size=3, shuffle=True)
+        settings = TrainingSettings(n_epochs=3, lr=1e-2, progress=False, pushforward=pushforward)
+        return train_anchor(net, loader, settings=settings, data_processor=processor, val_trajectories=data[3:])
+
+    first, again, plain = train(1), train(1), train(0)
+    assert first.provenance["pushforward"] == 1 and plain.provenance["pushforward"] == 0
+    for (name, a), b, c in zip(first.state_dict().items(), again.state_dict().values(), plain.state_dict().values()):
+        if isinstance(a, torch.Tensor):
+            torch.testing.assert_close(a, b, msg=name)
+    assert any(isinstance(a, torch.Tensor) and not torch.equal(a, c) for a, c in zip(first.state_dict().values(), plain.state_dict().values()))

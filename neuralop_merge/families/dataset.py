@@ -110,10 +110,14 @@ class RegimeData:
         """Parameter of every item of :attr:`pairs`: ``[N*T]`` or ``[N*T, d]``."""
         return self.params.repeat_interleave(self.trajectories.shape[1] - 1, dim=0)
 
-    def loader(self, batch_size: int, *, shuffle: bool = True, seed: int = 0) -> DataLoader:
-        """A ``DataLoader`` of ``{'x', 'y'}`` pair batches; ``seed`` fixes the shuffling order."""
+    def loader(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, lead: int = 0) -> DataLoader:
+        """A ``DataLoader`` of ``{'x', 'y'}`` pair batches; ``seed`` fixes the shuffling order.
+
+        ``lead > 0`` adds the ``'ahead'`` frames a pushforward of up to ``lead`` steps trains on
+        (see :class:`PairDataset`).
+        """
         generator = torch.Generator().manual_seed(seed)
-        return DataLoader(self.pairs, batch_size=batch_size, shuffle=shuffle, generator=generator)
+        return DataLoader(PairDataset(self.trajectories, lead=lead), batch_size=batch_size, shuffle=shuffle, generator=generator)
 
     def subset(self, param_values: Sequence[float | Sequence[float]] | torch.Tensor) -> "RegimeData":
         """The trajectories whose parameter equals one of ``param_values``.
