@@ -114,7 +114,7 @@ def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
                      for family, table in by_family.items()},
         hlines={f"{family}: {COMPETENCE_VS_PERSISTENCE} × persistence": COMPETENCE_VS_PERSISTENCE * table["persistence_id"]
                 for family, table in by_family.items()},
-        logy=False, xlabel="run", title="pushforward training: the low expert at its own endpoint (95 % CI over seeds)")}
+        logy=False, xlabel="run", title="pushforward: the low expert at c = −1 (95 % CI over seeds)")}
 
 
 def markdown(by_family: dict[str, Any]) -> str:
