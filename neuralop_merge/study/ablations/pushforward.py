@@ -52,21 +52,20 @@ def variant_line(settings: AblationSettings, line: SeedLine, key: str) -> SeedLi
     return SeedLine(line.config, line.seed, line.data, models["anchor"], models["low"], models["high"])
 
 
-def line_scores(line: SeedLine, anchor_by_side: dict[str, list[float]]) -> dict[str, Any]:
+def line_scores(line: SeedLine) -> dict[str, Any]:
     """Competence errors, OOD errors and optimizer steps of one seed's line."""
     steps = {name: int(getattr(model.net, "provenance", {}).get("steps", -1)) for name, model in line.models().items()}
-    return {"competence": competence_errors(line), "ood": ood_errors(line.ccm(), line), "anchor_by_side": anchor_by_side,
-            "steps": steps}
+    return {"competence": competence_errors(line), "ood": ood_errors(line.ccm(), line), "steps": steps}
 
 
 def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
-    """The reference line's scores and each variant's, for one seed."""
+    """The reference line's scores and each variant's, and the reference anchor's OOD errors per side, for one seed."""
     line = seed_line(settings, settings.config(family), seed)
-    reference_anchor = per_ood_side(lambda regime: errors(line.anchor, [regime], line.config.prefix_k), line)
-    out = {"reference": line_scores(line, reference_anchor)}
+    out = {"reference": line_scores(line),
+           "anchor_by_side": per_ood_side(lambda regime: errors(line.anchor, [regime], line.config.prefix_k), line)}
     for key in VARIANTS:
         settings.log(f"  {family} seed {seed}: pushforward {key}")
-        out[key] = line_scores(variant_line(settings, line, key), reference_anchor)
+        out[key] = line_scores(variant_line(settings, line, key))
     return out
 
 
@@ -89,7 +88,7 @@ def run_table(seeds: list[dict[str, Any]], family: str) -> dict[str, Any]:
 def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
     seeds = [seed_results(settings, family, seed) for seed in settings.seeds]
     table = {key: run_table([seed[key] for seed in seeds], family) for key in ("reference", *VARIANTS)}
-    anchor_by_side = [seed["reference"]["anchor_by_side"] for seed in seeds]
+    anchor_by_side = [seed["anchor_by_side"] for seed in seeds]
     table["reference_anchor_ood"] = summary([pooled(side) for side in anchor_by_side])
     table["reference_anchor_ood_by_side"] = by_side(anchor_by_side)
     table["persistence_id"] = float(np.mean(np.concatenate([seed["reference"]["competence"]["persistence_id"] for seed in seeds])))
