@@ -281,3 +281,24 @@ def test_competent_needs_every_check_and_every_seed():
     assert pushforward_ablation.competent(checks)
     assert not pushforward_ablation.competent({**checks, "within_persistence_fraction": False})
     assert not pushforward_ablation.competent({**checks, "expert_beats_anchor_at_own_endpoint": {"low": [True, False], "high": [True, True]}})
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_jobs_train_the_seeds_in_workers_and_give_the_same_results(tmp_path):
+    results = {}
+    for jobs in (1, 2):
+        out, cache = tmp_path / f"out{jobs}", tmp_path / f"cache{jobs}"
+        argv = ["endpoint_modes", "--family", "dam_break", "--out", str(out), "--cache", str(cache), "--seed=0", "--seed=1",
+                f"--jobs={jobs}", *(f"--set={setting}" for setting in TINY)]
+        assert main(argv) == 0
+        results[jobs] = json.loads((out / "results.json").read_text())
+        del results[jobs]["command"]
+    assert results[1] == results[2]
+    assert sorted(path.name for path in (tmp_path / "cache2").iterdir()) == sorted(path.name for path in (tmp_path / "cache1").iterdir())
+
+
+def test_jobs_without_the_cache_is_a_usage_error_naming_both_options(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["endpoint_modes", "--no-cache", "--jobs=2", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--jobs: " in err and "--no-cache" in err and not (tmp_path / "out").exists()
