@@ -12,13 +12,14 @@ from neuralop.models import FNO
 from neuralop_merge.errors import TrainingError
 from neuralop_merge.study.ablations import NAMES, direction_stability, get
 from neuralop_merge.study.ablations import pushforward as pushforward_ablation
-from neuralop_merge.study.ablations.base import AblationSettings, cached_nets, competence, ratio_summary, summary
+from neuralop_merge.study.ablations.base import AblationSettings, SeedLine, cached_nets, competence, ratio_summary, summary
 from neuralop_merge.study.ablations.direction_stability import direction_cosines
 from neuralop_merge.study.ablations.multi_axis import nearest_level, verdict, verdict_of
 from neuralop_merge.study.ablations.script import main
 from neuralop_merge.study.ablations.strong_baselines import FiLMFNO
 from neuralop_merge.study.script import parse_setting
 from neuralop_merge.training import TrainingSettings
+from neuralop_merge.training.processing import ProcessedModel
 
 TINY = [
     "resolution=16", "n_frames=10", "n_support=2", "n_endpoint=2", "n_holdout=1", "n_validation=1", "n_test=1",
@@ -268,7 +269,7 @@ def test_pushforward_variants_keep_or_retrain_the_anchor_and_train_with_their_un
 
     monkeypatch.setattr(pushforward_ablation, "train_line", fake_train_line)
     anchor = torch.nn.Linear(1, 1)
-    line = SimpleNamespace(config=None, seed=0, data=None, anchor=SimpleNamespace(net=anchor, processor=None))
+    line = SeedLine(config=None, seed=0, data=None, anchor=ProcessedModel(anchor, None), low=None, high=None)
     settings = AblationSettings(cache=None)
     for key in pushforward_ablation.VARIANTS:
         pushforward_ablation.variant_line(settings, line, key)

@@ -84,9 +84,24 @@ class SeedLine:
     low: ProcessedModel
     high: ProcessedModel
 
+    @classmethod
+    def from_nets(cls, config: StudyConfig, seed: int, data: StudyData, nets: Mapping[str, nn.Module],
+                  processor: IncrementDataProcessor) -> SeedLine:
+        """The line whose anchor and experts are the networks ``nets`` (by :data:`LINE_MODELS` name) behind ``processor``."""
+        models = {name: ProcessedModel(nets[name], processor) for name in LINE_MODELS}
+        return cls(config, seed, data, models["anchor"], models["low"], models["high"])
+
+    def with_nets(self, nets: Mapping[str, nn.Module]) -> SeedLine:
+        """This line's set-up and data (and the anchor's processor) with the networks ``nets`` instead."""
+        return SeedLine.from_nets(self.config, self.seed, self.data, nets, self.anchor.processor)
+
     def models(self) -> dict[str, ProcessedModel]:
         """The line's anchor and experts by name ("anchor", "low", "high")."""
         return {"anchor": self.anchor, "low": self.low, "high": self.high}
+
+    def steps(self) -> dict[str, int]:
+        """Optimizer steps of each network, as its provenance records them (-1 where it does not)."""
+        return {name: int(getattr(model.net, "provenance", {}).get("steps", -1)) for name, model in self.models().items()}
 
     def ccm(self) -> CCM:
         """The merge line θ(α) of this seed, reading coordinates on the study's axis."""
@@ -154,8 +169,7 @@ def seed_line(settings: AblationSettings, config: StudyConfig, seed: int, *, net
     nets = cached_nets(settings.folder(config, seed, part), LINE_MODELS,
                        lambda: train_line(config, seed, data, processor, settings=settings, network=build),
                        template=None if network is None else lambda name: network(config, channels, channels, seed, name))
-    models = {name: ProcessedModel(nets[name], processor) for name in LINE_MODELS}
-    return SeedLine(config, seed, data, models["anchor"], models["low"], models["high"])
+    return SeedLine.from_nets(config, seed, data, nets, processor)
 
 
 def errors(model: nn.Module, regimes: Sequence, k: int, device: str = "cpu") -> list[float]:

@@ -37,10 +37,9 @@ import torch
 
 from ...ccm import CCM
 from ...plots import plot_series
-from ...training.processing import IncrementDataProcessor, ProcessedModel
+from ...training.processing import IncrementDataProcessor
 from ..config import COMPETENCE_VS_PERSISTENCE, StudyConfig
 from ..data import Regime, training_set
-from ..evaluation import merge_line
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
                    interval, per_regime, persistence_errors, prefix_errors, reduction, seed_line, summary, train_line)
@@ -171,12 +170,10 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
     }
     for key in PERTURBATIONS:
         settings.log(f"  {family} seed {seed}: {key}")
-        nets = perturbed_nets(settings, line, processor, key)
-        models = {name: ProcessedModel(nets[name], processor) for name in ("anchor", "low", "high")}
-        ccm = merge_line(line.config.regimes, models["anchor"], models["low"], models["high"])
+        perturbed = line.with_nets(perturbed_nets(settings, line, processor, key))
+        ccm = perturbed.ccm()
         out[key] = {"cos": direction_cosines(reference.delta_direction, ccm.delta_direction), "ood": ood_errors(ccm, line),
-                    "endpoints": endpoint_errors(line, models),
-                    "steps": {name: int(getattr(net, "provenance", {}).get("steps", -1)) for name, net in nets.items()}}
+                    "endpoints": endpoint_errors(line, perturbed.models()), "steps": perturbed.steps()}
     return out
 
 

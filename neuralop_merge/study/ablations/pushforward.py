@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from ...plots import plot_series
-from ...training.processing import ProcessedModel
 from ..config import COMPETENCE_VS_PERSISTENCE
 from ..markdown import captioned_table
 from .base import (LINE_MODELS, AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, competence,
@@ -43,19 +42,16 @@ VARIANTS: dict[str, tuple[int, bool]] = {"experts:1": (1, False), "experts:2": (
 def variant_line(settings: AblationSettings, line: SeedLine, key: str) -> SeedLine:
     """``line`` refit under variant ``key`` (cached), with the reference line's data and processor."""
     unrolls, new_anchor = VARIANTS[key]
-    processor = line.anchor.processor
     nets = cached_nets(
         settings.folder(line.config, line.seed, f"pushforward-{key.replace(':', '-')}"), LINE_MODELS,
-        lambda: train_line(line.config, line.seed, line.data, processor, settings=settings, pushforward=unrolls,
+        lambda: train_line(line.config, line.seed, line.data, line.anchor.processor, settings=settings, pushforward=unrolls,
                            anchor=None if new_anchor else line.anchor.net))
-    models = {name: ProcessedModel(nets[name], processor) for name in LINE_MODELS}
-    return SeedLine(line.config, line.seed, line.data, models["anchor"], models["low"], models["high"])
+    return line.with_nets(nets)
 
 
 def line_scores(line: SeedLine) -> dict[str, Any]:
     """Competence errors, OOD errors and optimizer steps of one seed's line."""
-    steps = {name: int(getattr(model.net, "provenance", {}).get("steps", -1)) for name, model in line.models().items()}
-    return {"competence": competence_errors(line), "ood": ood_errors(line.ccm(), line), "steps": steps}
+    return {"competence": competence_errors(line), "ood": ood_errors(line.ccm(), line), "steps": line.steps()}
 
 
 def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
@@ -91,7 +87,7 @@ def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
     anchor_by_side = [seed["anchor_by_side"] for seed in seeds]
     table["reference_anchor_ood"] = summary([pooled(side) for side in anchor_by_side])
     table["reference_anchor_ood_by_side"] = by_side(anchor_by_side)
-    table["persistence_id"] = float(np.mean(np.concatenate([seed["reference"]["competence"]["persistence_id"] for seed in seeds])))
+    table["persistence_id"] = table["reference"]["competence"]["persistence_id"]  # data only: the same for every run
     return table
 
 
