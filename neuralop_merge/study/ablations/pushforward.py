@@ -12,7 +12,11 @@ Each variant refits one seed's line with one change and is scored like the refer
 study's recipe, cached):
 
 ``experts:1``, ``experts:2``   the endpoint experts refit from the reference anchor with P = 1 / 2;
-``line:1``                     the anchor too trained with P = 1, and its own experts with P = 1.
+``line:1``                     the anchor too trained with P = 1, and its own experts with P = 1;
+``steps:4``                    the experts refit with P = 0 and four times the step cap (the
+                               stopping rule scales), the control for
+``experts:1+steps:4``          the experts refit with P = 1 and four times the step cap: does the
+                               trick pay once the cap no longer binds?
 
 Per run: the study's competence checks (anchor on its support, each expert at its own endpoint,
 against the targets and 0.3 × persistence), each expert against its anchor at its endpoint,
@@ -22,7 +26,7 @@ and CCM-Prefix's OOD error with its cut of the reference anchor's error on each 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,17 +39,30 @@ from .direction_stability import by_side, ood_errors, per_ood_side, pooled, side
 
 NAME = "pushforward"
 FAMILIES = ("diffreact",)
-#: Variant -> (most unrolled steps P, whether the anchor is retrained with it).
-VARIANTS: dict[str, tuple[int, bool]] = {"experts:1": (1, False), "experts:2": (2, False), "line:1": (1, True)}
+
+
+class Variant(NamedTuple):
+    """One refit of the reference line."""
+
+    unrolls: int  #: the most unrolled steps P
+    anchor_retrained: bool  #: the anchor is retrained with P too (else the reference anchor is kept)
+    expert_steps: float = 1.0  #: factor on the experts' step cap
+
+
+VARIANTS: dict[str, Variant] = {"experts:1": Variant(1, False), "experts:2": Variant(2, False), "line:1": Variant(1, True),
+                                "steps:4": Variant(0, False, 4.0), "experts:1+steps:4": Variant(1, False, 4.0)}
 
 
 def variant_line(settings: AblationSettings, line: SeedLine, key: str) -> SeedLine:
     """``line`` refit under variant ``key`` (cached), with the reference line's data and processor."""
-    unrolls, new_anchor = VARIANTS[key]
+    variant = VARIANTS[key]
+    config = line.config
+    if variant.expert_steps != 1:
+        config = config.with_overrides(expert_max_steps=round(config.train.expert_max_steps * variant.expert_steps))
     nets = cached_nets(
         settings.folder(line.config, line.seed, f"pushforward-{key.replace(':', '-')}"), LINE_MODELS,
-        lambda: train_line(line.config, line.seed, line.data, line.anchor.processor, settings=settings, pushforward=unrolls,
-                           anchor=None if new_anchor else line.anchor.net))
+        lambda: train_line(config, line.seed, line.data, line.anchor.processor, settings=settings, pushforward=variant.unrolls,
+                           anchor=None if variant.anchor_retrained else line.anchor.net))
     return line.with_nets(nets)
 
 
@@ -94,7 +111,7 @@ def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
 def run(settings: AblationSettings) -> AblationOutput:
     families = settings.families or FAMILIES
     by_family = {family: family_results(settings, family) for family in families}
-    return AblationOutput({"variants": {key: {"unrolls": p, "anchor_retrained": a} for key, (p, a) in VARIANTS.items()},
+    return AblationOutput({"variants": {key: variant._asdict() for key, variant in VARIANTS.items()},
                            "by_family": by_family}, markdown(by_family))
 
 
