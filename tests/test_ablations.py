@@ -72,7 +72,7 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         "strong_baselines": lambda r: {"film_conditioned", "dpot_style"} <= set(r),
         "endpoint_modes": lambda r: r["modes"] == [8, 16]
         and all(0 < r["by_modes"][m]["expert_vs_anchor"][side]["gm_ratio"] < float("inf") for m in ("8", "16") for side in ("low", "high")),
-        "pushforward": lambda r: set(r["variants"]) == {"experts:1", "experts:2", "line:1", "steps:4", "experts:1+steps:4"}
+        "pushforward": lambda r: set(r["variants"]) == set(pushforward_ablation.VARIANTS)
         and all({"competence", "low_at_low", "expert_vs_anchor", "prefix_ood_by_side", "steps"} <= set(r["by_family"]["dam_break"][run])
                 for run in ("reference", *r["variants"]))
         and set(r["by_family"]["dam_break"]["reference_anchor_ood_by_side"]) == {"-2", "2"}
@@ -264,7 +264,7 @@ def test_pushforward_variants_keep_or_retrain_the_anchor_and_train_with_their_un
     calls = []
 
     def fake_train_line(config, seed, data, processor, *, settings, pushforward, anchor):
-        calls.append((pushforward, anchor, config.train.expert_max_steps))
+        calls.append((pushforward, anchor, config.train.anchor_max_steps, config.train.expert_max_steps))
         return {name: torch.nn.Linear(1, 1) for name in ("anchor", "low", "high")}
 
     monkeypatch.setattr(pushforward_ablation, "train_line", fake_train_line)
@@ -274,9 +274,10 @@ def test_pushforward_variants_keep_or_retrain_the_anchor_and_train_with_their_un
     line = SeedLine(config=config, seed=0, data=None, anchor=ProcessedModel(anchor, None), low=None, high=None)
     for key in pushforward_ablation.VARIANTS:
         pushforward_ablation.variant_line(settings, line, key)
-    cap = config.train.expert_max_steps
-    assert calls == [(1, anchor, cap), (2, anchor, cap), (1, None, cap), (0, anchor, 4 * cap), (1, anchor, 4 * cap)]
-    assert line.config.train.expert_max_steps == cap  # the line's own configuration is left as it was
+    first, cap = config.train.anchor_max_steps, config.train.expert_max_steps
+    assert calls == [(1, anchor, first, cap), (2, anchor, first, cap), (1, None, first, cap), (0, anchor, first, 4 * cap),
+                     (1, anchor, first, 4 * cap), (0, None, 2 * first, cap), (1, None, 2 * first, cap)]
+    assert line.config == config  # the line's own configuration is left as it was
 
 
 def test_competent_needs_every_check_and_every_seed():

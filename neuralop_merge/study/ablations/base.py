@@ -129,6 +129,15 @@ def cached_nets(folder: Path | None, names: Sequence[str], train: Callable[[], d
     return nets
 
 
+def scaled_caps(config: StudyConfig, *, anchor: float = 1.0, experts: float = 1.0) -> StudyConfig:
+    """``config`` with the anchor's and the experts' step caps scaled by these factors.
+
+    The validation stopping rule still ends a run early; its patience scales with the cap.
+    """
+    return config.with_overrides(anchor_max_steps=round(config.train.anchor_max_steps * anchor),
+                                 expert_max_steps=round(config.train.expert_max_steps * experts))
+
+
 def load_data(settings: AblationSettings, config: StudyConfig, seed: int) -> StudyData:
     folder = settings.folder(config, seed, "data")
     return generate_data(config, seed, device=settings.device, progress=settings.progress, cache_dir=folder)

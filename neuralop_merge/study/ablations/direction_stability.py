@@ -42,7 +42,8 @@ from ..config import COMPETENCE_VS_PERSISTENCE, StudyConfig
 from ..data import Regime, training_set
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
-                   interval, per_regime, persistence_errors, prefix_errors, reduction, seed_line, summary, train_line)
+                   interval, per_regime, persistence_errors, prefix_errors, reduction, seed_line, summary, train_line,
+                   scaled_caps)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -108,7 +109,7 @@ def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: Increm
         if kind == "lr":
             config = config.with_overrides(expert_lr=config.train.expert_lr * float(value))
         elif kind == "steps":
-            config = config.with_overrides(expert_max_steps=round(config.train.expert_max_steps * float(value)))
+            config = scaled_caps(config, experts=float(value))
         elif kind == "optimizer":
             config = config.with_overrides(expert_lr=config.train.expert_lr * SGD_LR_FACTOR)
             options["optimizer"] = value

@@ -17,6 +17,10 @@ study's recipe, cached):
                                stopping rule scales), the control for
 ``experts:1+steps:4``          the experts refit with P = 1 and four times the step cap: does the
                                trick pay once the cap no longer binds?
+``anchor_steps:2``             the anchor retrained with P = 0 and twice its step cap, and its own
+                               experts (P = 0, the study's cap), the control for
+``line:1+anchor_steps:2``      ``line:1`` with twice the anchor's step cap: does the trick pay for
+                               the anchor, whose cap binds in every run above?
 
 Per run: the study's competence checks (anchor on its support, each expert at its own endpoint,
 against the targets and 0.3 × persistence), each expert against its anchor at its endpoint,
@@ -34,7 +38,7 @@ from ...plots import plot_series
 from ..config import COMPETENCE_VS_PERSISTENCE
 from ..markdown import captioned_table
 from .base import (LINE_MODELS, AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, competence,
-                   competence_errors, endpoint_gain, errors, interval, seed_line, summary, train_line)
+                   competence_errors, endpoint_gain, errors, interval, seed_line, summary, train_line, scaled_caps)
 from .direction_stability import by_side, ood_errors, per_ood_side, pooled, side_cuts
 
 NAME = "pushforward"
@@ -47,18 +51,19 @@ class Variant(NamedTuple):
     unrolls: int  #: the most unrolled steps P
     anchor_retrained: bool  #: the anchor is retrained with P too (else the reference anchor is kept)
     expert_steps: float = 1.0  #: factor on the experts' step cap
+    anchor_steps: float = 1.0  #: factor on the anchor's step cap (with ``anchor_retrained``)
 
 
 VARIANTS: dict[str, Variant] = {"experts:1": Variant(1, False), "experts:2": Variant(2, False), "line:1": Variant(1, True),
-                                "steps:4": Variant(0, False, 4.0), "experts:1+steps:4": Variant(1, False, 4.0)}
+                                "steps:4": Variant(0, False, 4.0), "experts:1+steps:4": Variant(1, False, 4.0),
+                                "anchor_steps:2": Variant(0, True, anchor_steps=2.0),
+                                "line:1+anchor_steps:2": Variant(1, True, anchor_steps=2.0)}
 
 
 def variant_line(settings: AblationSettings, line: SeedLine, key: str) -> SeedLine:
     """``line`` refit under variant ``key`` (cached), with the reference line's data and processor."""
     variant = VARIANTS[key]
-    config = line.config
-    if variant.expert_steps != 1:
-        config = config.with_overrides(expert_max_steps=round(config.train.expert_max_steps * variant.expert_steps))
+    config = scaled_caps(line.config, anchor=variant.anchor_steps, experts=variant.expert_steps)
     nets = cached_nets(
         settings.folder(line.config, line.seed, f"pushforward-{key.replace(':', '-')}"), LINE_MODELS,
         lambda: train_line(config, line.seed, line.data, line.anchor.processor, settings=settings, pushforward=variant.unrolls,
