@@ -161,7 +161,7 @@ def test_a_combined_perturbation_applies_each_of_its_kinds(monkeypatch):
     settings = AblationSettings(scale="quick", overrides=dict(parse_setting(setting) for setting in TINY))
     config = settings.config("dam_break")
     data = SimpleNamespace(low=None, high=None)
-    line = SimpleNamespace(config=config, seed=0, data=data, anchor=SimpleNamespace(net="anchor net"))
+    line = SimpleNamespace(config=config, seed=0, data=data, anchor=SimpleNamespace(net="anchor net", processor=None))
     seen = {}
 
     def fake_train_line(config, seed, data, processor, *, settings, **options):
@@ -170,13 +170,13 @@ def test_a_combined_perturbation_applies_each_of_its_kinds(monkeypatch):
 
     monkeypatch.setattr(direction_stability, "train_line", fake_train_line)
     monkeypatch.setattr(direction_stability, "replace", lambda data, **sets: SimpleNamespace(**sets))
-    direction_stability.perturbed_nets(settings, line, None, "data+steps:4")
+    direction_stability.perturbed_nets(settings, line, "data+steps:4")
     assert seen["config"].train.expert_max_steps == 4 * config.train.expert_max_steps
     assert seen["data"].low.trajectories.shape[0] == 4 * config.data.n_endpoint  # and four times the data
     assert seen["options"] == {"anchor": "anchor net"}
     with pytest.raises(ValueError, match="unknown perturbation 'size' in 'data\+size:4'"):
-        direction_stability.perturbed_nets(settings, line, None, "data+size:4")
-    direction_stability.perturbed_nets(settings, line, None, "data:4+steps:8")  # each kind its own value
+        direction_stability.perturbed_nets(settings, line, "data+size:4")
+    direction_stability.perturbed_nets(settings, line, "data:4+steps:8")  # each kind its own value
     assert seen["config"].train.expert_max_steps == 8 * config.train.expert_max_steps
     assert seen["data"].low.trajectories.shape[0] == 4 * config.data.n_endpoint
 

@@ -37,13 +37,12 @@ import torch
 
 from ...ccm import CCM
 from ...plots import plot_series
-from ...training.processing import IncrementDataProcessor
 from ..config import COMPETENCE_VS_PERSISTENCE, StudyConfig
 from ..data import Regime, training_set
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
-                   interval, per_regime, persistence_errors, prefix_errors, reduction, seed_line, summary, train_line,
-                   scaled_caps)
+                   interval, per_regime, persistence_errors, prefix_errors, reduction, scaled_caps, seed_line, summary,
+                   train_line)
 
 NAME = "direction_stability"
 FAMILIES = ("diffreact", "ns2d")
@@ -100,8 +99,8 @@ def perturbation_folder(parts: list[tuple[str, str]]) -> str:
     return "direction-" + "+".join(f"{kind}-{value}" for kind, value in parts)
 
 
-def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: IncrementDataProcessor, key: str) -> dict:
-    """Anchor and experts of one perturbation of ``line``'s run (cached); see :func:`perturbation_parts`."""
+def perturbed_nets(settings: AblationSettings, line: SeedLine, key: str) -> dict:
+    """Anchor and experts of one perturbation of ``line``'s run (cached; trained with the line's processor); see :func:`perturbation_parts`."""
     parts = perturbation_parts(key)
     config, seed, data = line.config, line.seed, line.data
     options: dict[str, Any] = {"anchor": line.anchor.net}
@@ -124,7 +123,7 @@ def perturbed_nets(settings: AblationSettings, line: SeedLine, processor: Increm
             raise ValueError(f"unknown perturbation {kind!r} in {key!r}")
     folder = settings.folder(line.config, seed, perturbation_folder(parts))
     return cached_nets(folder, ("anchor", "low", "high"),
-                       lambda: train_line(config, seed, data, processor, settings=settings, **options))
+                       lambda: train_line(config, seed, data, line.anchor.processor, settings=settings, **options))
 
 
 def endpoint_sets(settings: AblationSettings, config: StudyConfig, seed: int, n: int) -> dict[str, Any]:
@@ -161,7 +160,6 @@ def by_side(seeds: list[dict[str, list[float]]]) -> dict[str, Any]:
 def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str, Any]:
     """Reference and perturbed OOD errors, direction cosines and endpoint errors of one seed."""
     line = seed_line(settings, settings.config(family), seed)
-    processor = line.anchor.processor
     reference = line.ccm()
     anchor_by_side = per_ood_side(lambda regime: errors(line.anchor, [regime], line.config.prefix_k), line)
     out: dict[str, Any] = {
@@ -171,7 +169,7 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
     }
     for key in PERTURBATIONS:
         settings.log(f"  {family} seed {seed}: {key}")
-        perturbed = line.with_nets(perturbed_nets(settings, line, processor, key))
+        perturbed = line.with_nets(perturbed_nets(settings, line, key))
         ccm = perturbed.ccm()
         out[key] = {"cos": direction_cosines(reference.delta_direction, ccm.delta_direction), "ood": ood_errors(ccm, line),
                     "endpoints": endpoint_errors(line, perturbed.models()), "steps": perturbed.steps()}

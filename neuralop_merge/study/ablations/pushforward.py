@@ -38,7 +38,7 @@ from ...plots import plot_series
 from ..config import COMPETENCE_VS_PERSISTENCE
 from ..markdown import captioned_table
 from .base import (LINE_MODELS, AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, competence,
-                   competence_errors, endpoint_gain, errors, interval, seed_line, summary, train_line, scaled_caps)
+                   competence_errors, endpoint_gain, errors, interval, scaled_caps, seed_line, summary, train_line)
 from .direction_stability import by_side, ood_errors, per_ood_side, pooled, side_cuts
 
 NAME = "pushforward"
