@@ -11,8 +11,9 @@
 # EXTRA (more options for every seed's run, e.g. "--set n_test=2" for a smoke test).
 # The committed examples/results/medium/ came from this script on one NVIDIA H200 (15 seeds in 7 min).
 # examples/results/medium16/ came from the same per-seed commands on one NVIDIA H100 (15 seeds in under 9 min),
-# launched by a device wrapper that packed each finished record as it came but not the snapshots, so
-# those folders have no snapshot figure.
+# launched by a device wrapper that packed each finished record as it came but not the snapshots; their
+# snapshot.npz files came later from `SCALE=medium16 SEEDS=10 bash examples/medium_gpu.sh /tmp/m16` on an H200
+# (see the README). examples/results/medium/ has no snapshot figure.
 set -euo pipefail
 scale=${SCALE:-medium}
 out=${1:-examples/results/$scale}
@@ -23,8 +24,12 @@ scratch=$(mktemp -d)
 if [[ $device == cuda* ]] && command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=$scratch/mps CUDA_MPS_LOG_DIRECTORY=$scratch/mps-log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  nvidia-cuda-mps-control -d && trap 'echo quit | nvidia-cuda-mps-control' EXIT
+  # The daemon may be gone by the end (seen on an H200): its absence must not fail a finished run.
+  nvidia-cuda-mps-control -d && trap 'echo quit | nvidia-cuda-mps-control || true' EXIT
 fi
+# Copy a file into a folder without overwriting one already there (cp -n warns on newer coreutils and
+# --update=none is unknown to older ones); fails when the file is missing.
+keep() { [[ -f $1 ]] && { [[ -e $2/${1##*/} ]] || cp "$1" "$2/"; }; }
 pids=()
 for family in $families; do
   for seed in $seeds; do
@@ -40,13 +45,13 @@ for family in $families; do
   mkdir -p "$out/$family/records"
   complete=1
   for seed in $seeds; do
-    if ! cp -n "$scratch/$family-s$seed/records/seed_$seed.json.gz" "$out/$family/records/"; then
+    if ! keep "$scratch/$family-s$seed/records/seed_$seed.json.gz" "$out/$family/records"; then
       echo "$family seed $seed did not finish; its log: $scratch/$family-s$seed.log" >&2; failed=1; complete=0
     fi
   done
   # The snapshot figure shows the first seed, as a run of all seeds in one folder would.
   first=${seeds%% *}
-  [[ -f $scratch/$family-s$first/snapshot.npz ]] && cp -n "$scratch/$family-s$first/snapshot.npz" "$out/$family/"
+  keep "$scratch/$family-s$first/snapshot.npz" "$out/$family" || true
   # With every record there, this run only draws results.json, results.md and the figures (with one
   # missing it would train that seed here, on the CPU: rerun the script instead).
   if [[ $complete == 1 ]]; then

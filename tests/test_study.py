@@ -18,6 +18,7 @@ import torch
 from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import FAMILIES, SCALES, StudyConfigError, scale_seeds
+from neuralop_merge.study.figures import snapshot_figure
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
 from neuralop_merge.study.pipeline import (load_record, read_record_payload, record_path, run_study, save_record,
                                            saved_record_path)
@@ -169,6 +170,22 @@ def test_the_gpu_script_gathers_each_seeds_record_and_the_first_seeds_snapshot(t
     assert sorted(path.name for path in (folder / "records").iterdir()) == ["seed_3.json.gz", "seed_4.json.gz"]
     assert int(np.load(folder / "snapshot.npz")["seed"]) == 3 and (folder / "snapshots.png").is_file()
     assert json.loads((folder / "results.json").read_text())["seeds"] == [3, 4]
+
+
+def test_the_snapshot_figures_colour_bars_keep_clear_of_the_panels():
+    # Each column's colour bar used to be laid over the next column's panels, tick labels and all.
+    rng = np.random.default_rng(0)
+    fields = {f"field_{name}": rng.standard_normal((3, 2, 16, 16)) for name in ("truth", "anchor", "ccm_prefix")}
+    snap = {**fields, "frames": np.array([4, 10, 20]), "seed": np.array(3), "c": np.array(2.0), "mu": np.array(1e-3)}
+    figure = snapshot_figure({"family": "diffreact", "selected_ccm": "ccm_prefix"}, snap)
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    panels = [ax for ax in figure.axes if ax.images]
+    bars = [ax for ax in figure.axes if not ax.images]
+    assert len(panels) == 3 * 3 * 2 and len(bars) == 3 * 2
+    for bar in bars:
+        extent = bar.get_tightbbox(renderer)  # the bar with its tick labels
+        assert not any(extent.overlaps(panel.get_window_extent(renderer)) for panel in panels)
 
 
 def test_the_small16_scale_changes_only_the_modes_and_draws_fresh_seeds():

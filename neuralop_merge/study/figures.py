@@ -7,6 +7,7 @@ Figures use matplotlib's object API on the Agg canvas and leave the global backe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,9 @@ def coordinate_law(results: dict[str, Any], path: Path) -> Path:
                                title=f"{results['family']}: oracle α per test regime and seed")
 
 
-def _canvas(rows: int, cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
-    figure = Figure(figsize=(width * cols, height * rows), dpi=110)
+def _canvas(rows: int, cols: int, width: float, height: float,
+            layout: str | None = None) -> tuple[Figure, np.ndarray]:
+    figure = Figure(figsize=(width * cols, height * rows), dpi=110, layout=layout)
     FigureCanvasAgg(figure)
     return figure, np.asarray(figure.subplots(rows, cols, squeeze=False))
 
@@ -58,11 +60,18 @@ def snapshots(results: dict[str, Any], out: Path, path: Path) -> Path | None:
     """Truth, anchor and the selected CCM on one OOD trajectory: every channel at frames k, T/2, T."""
     if not (out / SNAPSHOT_FILE).exists():
         return None
-    snap = np.load(out / SNAPSHOT_FILE)
+    snapshot_figure(results, np.load(out / SNAPSHOT_FILE)).savefig(path)
+    return path
+
+
+def snapshot_figure(results: dict[str, Any], snap: Mapping[str, np.ndarray]) -> Figure:
+    """The figure of :func:`snapshots`, drawn from the arrays of a ``snapshot.npz``."""
     names = ("truth", "anchor", results["selected_ccm"])
     channels = families.get(results["family"]).channels
     frames = [int(f) for f in snap["frames"]]
-    figure, axes = _canvas(len(names), len(frames) * len(channels), 2.1, 2.0)
+    # Constrained layout gives each column's colour bar its own room; without it the bar's tick labels
+    # ran over the next column's panels.
+    figure, axes = _canvas(len(names), len(frames) * len(channels), 2.1, 2.0, layout="constrained")
     truth = snap["field_truth"].astype(np.float32)
     for column, (frame, channel) in enumerate((j, ch) for j in range(len(frames)) for ch in range(len(channels))):
         low, high = float(truth[frame, channel].min()), float(truth[frame, channel].max())
@@ -77,10 +86,10 @@ def snapshots(results: dict[str, Any], out: Path, path: Path) -> Path | None:
             if column == 0:
                 ax.set_ylabel(LABELS["ccm"].strip("*") if name == results["selected_ccm"] else LABELS[name], fontsize=8)
         figure.colorbar(image, ax=list(axes[:, column]), shrink=0.8)
+    # Two lines: NS2D's figure is three panels wide.
     figure.suptitle(f"{results['family']}: OOD rollout at c = {float(snap['c']):+g} (μ = {float(snap['mu']):g}), "
-                    f"seed {int(snap['seed'])}; colour scale per column from the truth", fontsize=10)
-    figure.savefig(path)
-    return path
+                    f"seed {int(snap['seed'])}\ncolour scale per column from the truth", fontsize=10)
+    return figure
 
 
 def error_vs_time(results: dict[str, Any], records: list[SeedRecord], path: Path) -> Path:
