@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import subprocess
+import shlex
 import sys
 import tempfile
 import time
@@ -420,6 +421,7 @@ def main() -> None:
     for key, bench in BENCHMARKS.items():
         if args.only is None or key in args.only:
             results[key] = bench(args.quick)
+    results["command"] = shlex.join(["python", *sys.argv])  # which benchmark, at which settings, made the file
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(json.dumps({k: v["value"] for k, v in results.items() if isinstance(v, dict) and "value" in v}))
