@@ -35,8 +35,8 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import shlex
+import subprocess
 import sys
 import tempfile
 import time

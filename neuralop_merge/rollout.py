@@ -331,8 +331,8 @@ class _CheckedCompile:
     (torch 2.13) and on CUDA (torch 2.11) alike: ``benchmarks/compile_gaps.py`` finds relative
     L2 errors of 1.9e-2 to 3.3e-2 for 6 modes at 16x16, 8 at 24x24, 12 at 32x32 and 16 at
     48x48, and none at the other sizes from 16 to 64, so a compiled rollout could be silently
-    wrong. Where the two disagree beyond ``tolerance`` (relative L2), this warns once and runs eagerly from
-    then on. The check costs one eager step per input shape.
+    wrong. Where the two disagree beyond ``tolerance`` (relative L2), this warns once and runs
+    eagerly from then on. The check costs one eager step per input shape.
     """
 
     def __init__(self, model: Step, compiled: Step, tolerance: float) -> None:

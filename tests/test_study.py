@@ -18,8 +18,8 @@ import torch
 from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import FAMILIES, SCALES, StudyConfigError, scale_seeds
-from neuralop_merge.study.figures import snapshot_figure
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
+from neuralop_merge.study.figures import snapshot_figure
 from neuralop_merge.study.pipeline import (load_record, read_record_payload, record_path, run_study, save_record,
                                            saved_record_path)
 from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
