@@ -13,7 +13,8 @@
 # examples/results/medium16/ came from the same per-seed commands on one NVIDIA H100 (15 seeds in under 9 min),
 # launched by a device wrapper that packed each finished record as it came but not the snapshots; their
 # snapshot.npz files came later from `SCALE=medium16 SEEDS=10 bash examples/medium_gpu.sh /tmp/m16` on an H200
-# (see the README). examples/results/medium/ has no snapshot figure.
+# (see the README), and examples/results/medium/'s from `SCALE=medium SEEDS=0 DEVICE=cpu bash examples/medium_gpu.sh
+# /work/scratch/m8` on a 2-core CPU.
 set -euo pipefail
 scale=${SCALE:-medium}
 out=${1:-examples/results/$scale}
