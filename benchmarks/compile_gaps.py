@@ -14,19 +14,18 @@ that only the compiler can make a gap. The headline ``compile_gap_max`` is the l
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 from neuralop.models import FNO
 
-from run import machine_info  # benchmarks/run.py, beside this script
+from neuralop_merge.rollout import COMPILE_CHECK_TOLERANCE
+from run import machine_info, write_results  # benchmarks/run.py, beside this script
 
-#: Float32 round-off of the same model run twice another way stays far below this.
-MISCOMPILED = 1e-3
+#: A gap beyond the tolerance of rollout's own compiled-step check (float32, no autocast) counts as a
+#: miscompilation; float32 round-off of the same model stays far below it.
+MISCOMPILED = COMPILE_CHECK_TOLERANCE[None]
 
 
 def compile_gap(model: torch.nn.Module, size: int, device: torch.device) -> float:
@@ -64,13 +63,10 @@ def main() -> None:
     worst = max(gap for row in gaps.values() for gap in row.values())
     miscompiled = [f"{n_modes} modes at {size}²" for n_modes, row in gaps.items()
                    for size, gap in row.items() if gap > MISCOMPILED]
-    results = {
+    write_results(args.json, {
         "machine": machine_info(),
         "compile_gap_max": {"value": worst, "miscompiled": miscompiled, "threshold": MISCOMPILED, "gaps": gaps},
-        "command": shlex.join(["python", *sys.argv]),
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    })
     print(f"miscompiled (relative L2 > {MISCOMPILED:g}): {', '.join(miscompiled) or 'none'}")
 
 

@@ -107,6 +107,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """Write ``results`` as JSON to ``path``, with the command line that made them."""
+    results["command"] = shlex.join(["python", *sys.argv])  # which benchmark, at which settings, made the file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+
+
 def headline(value: float, target: float, *, at_least: bool, **raw: Any) -> dict[str, Any]:
     met = value >= target if at_least else value <= target
     return {"value": round(value, 4), "target": target, "met": bool(met), **raw}
@@ -421,9 +428,7 @@ def main() -> None:
     for key, bench in BENCHMARKS.items():
         if args.only is None or key in args.only:
             results[key] = bench(args.quick)
-    results["command"] = shlex.join(["python", *sys.argv])  # which benchmark, at which settings, made the file
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    write_results(args.json, results)
     print(json.dumps({k: v["value"] for k, v in results.items() if isinstance(v, dict) and "value" in v}))
 
 
