@@ -204,6 +204,14 @@ def test_the_small16x2_scale_doubles_only_the_step_caps_on_fresh_seeds():
         assert not set(doubled.seeds) & set(range(15))  # no seed of an earlier scale or the ablations
 
 
+def test_the_small16x2d4_scale_quadruples_only_the_training_trajectories_on_fresh_seeds():
+    for family in FAMILIES:
+        doubled, more = get_config(family, "small16x2"), get_config(family, "small16x2d4")
+        assert (more.model, more.train, more.regimes) == (doubled.model, doubled.train, doubled.regimes)
+        assert more.data == replace(doubled.data, n_support=128, n_endpoint=128)
+        assert not set(more.seeds) & set(range(20))  # no seed of an earlier scale or the ablations
+
+
 def test_scale_seeds_are_every_familys_seeds():
     for scale in SCALES:
         assert all(get_config(family, scale).seeds == scale_seeds(scale) for family in FAMILIES)

@@ -34,6 +34,7 @@ SCALE_SUMMARIES = {
     "small": "the committed CPU results",
     "small16": "small with 16 Fourier modes",
     "small16x2": "small16 with doubled step caps",
+    "small16x2d4": "small16x2 with four times the training trajectories",
     "medium": "more data and steps, for one GPU",
     "medium16": "medium with 16 modes",
     "paper": "the study's sizes",
@@ -235,6 +236,15 @@ def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, t
         model, data, train, _ = _scale_settings("small16")
         caps = {"anchor_max_steps": 2 * train.anchor_max_steps, "expert_max_steps": 2 * train.expert_max_steps}
         return model, data, replace(train, **caps), (15, 16, 17, 18, 19)
+    if scale == "small16x2d4":  # small16x2 with four times the training trajectories, on fresh seeds
+        # Registered after small16x2 before any run of it, from in-distribution evidence only: trained
+        # on 3x its 32 trajectories per support regime with the same 3000 steps, a DiffReact anchor of
+        # seed 15 went from 0.157 to 0.083 on its support (persistence 0.33), where twice the steps
+        # had reached 0.142; direction_stability's data:4 had cut the low expert's error at its own
+        # endpoint from 0.182 to 0.150 at the same cap. Data cost minutes; the step caps set the time.
+        model, data, train, _ = _scale_settings("small16x2")
+        data = replace(data, n_support=4 * data.n_support, n_endpoint=4 * data.n_endpoint)
+        return model, data, train, (20, 21, 22, 23, 24)
     if scale == "medium":  # the small scale's model with 2-3x its data and step caps, sized for one GPU
         # Fixed before any medium run, from in-distribution evidence only: at the small scale every
         # anchor of DiffReact and NS2D stopped at its step cap (the stopping rule never fired), and
