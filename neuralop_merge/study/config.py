@@ -237,11 +237,12 @@ def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, t
         caps = {"anchor_max_steps": 2 * train.anchor_max_steps, "expert_max_steps": 2 * train.expert_max_steps}
         return model, data, replace(train, **caps), (15, 16, 17, 18, 19)
     if scale == "small16x2d4":  # small16x2 with four times the training trajectories, on fresh seeds
-        # Registered after small16x2 before any run of it, from in-distribution evidence only: trained
-        # on 3x its 32 trajectories per support regime with the same 3000 steps, a DiffReact anchor of
-        # seed 15 went from 0.157 to 0.083 on its support (persistence 0.33), where twice the steps
-        # had reached 0.142; direction_stability's data:4 had cut the low expert's error at its own
-        # endpoint from 0.182 to 0.150 at the same cap. Data cost minutes; the step caps set the time.
+        # Registered after small16x2 before any run of it, from in-distribution evidence only: in a
+        # throwaway check on seed 15's small16x2 data (the issue tracker's note; no committed run),
+        # three times the support trajectories at the same 3000 steps roughly halved a DiffReact
+        # anchor's error on its support, which twice the steps had not; direction_stability's data:4
+        # had cut the low expert's error at its own endpoint at the same cap. Data cost minutes on a
+        # CPU; the step caps set the time.
         model, data, train, _ = _scale_settings("small16x2")
         data = replace(data, n_support=4 * data.n_support, n_endpoint=4 * data.n_endpoint)
         return model, data, train, (20, 21, 22, 23, 24)
