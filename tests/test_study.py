@@ -188,41 +188,24 @@ def test_the_snapshot_figures_colour_bars_keep_clear_of_the_panels():
         assert not any(extent.overlaps(panel.get_window_extent(renderer)) for panel in panels)
 
 
-def test_the_small16_scale_changes_only_the_modes_and_draws_fresh_seeds():
+@pytest.mark.parametrize(("scale", "parent", "changes", "earlier_seeds"), [
+    ("small16", "small", {"model": {"n_modes": 16}}, 5),
+    ("small16x2", "small16", {"train": {"anchor_max_steps": 3000, "expert_max_steps": 1000}}, 15),
+    ("small16x2d4", "small16x2", {"data": {"n_support": 128, "n_endpoint": 128}}, 20),
+    ("medium16", "medium", {"model": {"n_modes": 16}}, 10),
+])
+def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(scale, parent, changes, earlier_seeds):
     for family in FAMILIES:
-        small, small16 = get_config(family, "small"), get_config(family, "small16")
-        assert small16.model.n_modes == 16 and small16.model.hidden_channels == small.model.hidden_channels
-        assert (small16.data, small16.train, small16.regimes) == (small.data, small.train, small.regimes)
-        assert not set(small16.seeds) & set(range(5))  # no seed of the committed runs or the ablations
-
-
-def test_the_small16x2_scale_doubles_only_the_step_caps_on_fresh_seeds():
-    for family in FAMILIES:
-        small16, doubled = get_config(family, "small16"), get_config(family, "small16x2")
-        assert (doubled.model, doubled.data, doubled.regimes) == (small16.model, small16.data, small16.regimes)
-        assert doubled.train == replace(small16.train, anchor_max_steps=3000, expert_max_steps=1000)
-        assert not set(doubled.seeds) & set(range(15))  # no seed of an earlier scale or the ablations
-
-
-def test_the_small16x2d4_scale_quadruples_only_the_training_trajectories_on_fresh_seeds():
-    for family in FAMILIES:
-        doubled, more = get_config(family, "small16x2"), get_config(family, "small16x2d4")
-        assert (more.model, more.train, more.regimes) == (doubled.model, doubled.train, doubled.regimes)
-        assert more.data == replace(doubled.data, n_support=128, n_endpoint=128)
-        assert not set(more.seeds) & set(range(20))  # no seed of an earlier scale or the ablations
+        base, derived = get_config(family, parent), get_config(family, scale)
+        for part in ("model", "data", "train"):
+            assert getattr(derived, part) == replace(getattr(base, part), **changes.get(part, {}))
+        assert derived.regimes == base.regimes
+        assert not set(derived.seeds) & set(range(earlier_seeds))  # no seed of an earlier run or the ablations
 
 
 def test_scale_seeds_are_every_familys_seeds():
     for scale in SCALES:
         assert all(get_config(family, scale).seeds == scale_seeds(scale) for family in FAMILIES)
-
-
-def test_the_medium16_scale_is_medium_with_16_modes_on_fresh_seeds():
-    for family in FAMILIES:
-        medium, medium16 = get_config(family, "medium"), get_config(family, "medium16")
-        assert medium16.model.n_modes == 16 and medium16.model.hidden_channels == medium.model.hidden_channels
-        assert (medium16.data, medium16.train, medium16.regimes) == (medium.data, medium.train, medium.regimes)
-        assert not set(medium16.seeds) & set(range(10))  # no seed of small, small16, medium or the ablations
 
 
 def test_the_medium_scale_keeps_the_small_model_and_recipe_with_more_data_and_steps():
