@@ -108,10 +108,10 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
-    """Write ``results`` as JSON to ``path``, with the command line that made them."""
-    results["command"] = shlex.join(["python", *sys.argv])  # which benchmark, at which settings, made the file
+    """Write ``results`` as JSON to ``path``, with the command line that made them (``results`` is left as it is)."""
+    command = shlex.join(["python", *sys.argv])  # which benchmark, at which settings, made the file
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
+    path.write_text(json.dumps({**results, "command": command}, indent=2))
 
 
 def headline(value: float, target: float, *, at_least: bool, **raw: Any) -> dict[str, Any]:
