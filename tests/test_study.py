@@ -192,6 +192,7 @@ def test_the_snapshot_figures_colour_bars_keep_clear_of_the_panels():
     ("small16", "small", {"model": {"n_modes": 16}}, 5),
     ("small16x2", "small16", {"train": {"anchor_max_steps": 3000, "expert_max_steps": 1000}}, 15),
     ("small16x2d4", "small16x2", {"data": {"n_support": 128, "n_endpoint": 128}}, 20),
+    ("small16x2d4lr", "small16x2d4", {"train": {"expert_lr": 6e-3}}, 25),
     ("medium16", "medium", {"model": {"n_modes": 16}}, 10),
 ])
 def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(scale, parent, changes, earlier_seeds):
