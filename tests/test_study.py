@@ -20,6 +20,7 @@ from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import FAMILIES, SCALES, StudyConfigError, scale_seeds
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
 from neuralop_merge.study.figures import snapshot_figure
+from neuralop_merge.study.models import SeedTrainer
 from neuralop_merge.study.pipeline import (load_record, read_record_payload, record_path, run_study, save_record,
                                            saved_record_path)
 from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
@@ -193,6 +194,7 @@ def test_the_snapshot_figures_colour_bars_keep_clear_of_the_panels():
     ("small16x2", "small16", {"train": {"anchor_max_steps": 3000, "expert_max_steps": 1000}}, 15),
     ("small16x2d4", "small16x2", {"data": {"n_support": 128, "n_endpoint": 128}}, 20),
     ("small16x2d4lr", "small16x2d4", {"train": {"expert_lr": 6e-3}}, 25),
+    ("small16x2d4lrcap", "small16x2d4lr", {"train": {"patience_fraction": None}}, 30),
     ("medium16", "medium", {"model": {"n_modes": 16}}, 10),
 ])
 def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(scale, parent, changes, earlier_seeds):
@@ -202,6 +204,13 @@ def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(sc
             assert getattr(derived, part) == replace(getattr(base, part), **changes.get(part, {}))
         assert derived.regimes == base.regimes
         assert not set(derived.seeds) & set(range(earlier_seeds))  # no seed of an earlier run or the ablations
+
+
+def test_the_stopping_rule_scales_with_the_cap_unless_it_is_off():
+    settings = SeedTrainer(get_config("diffreact", "small16x2d4lr"), seed=25).settings("low", 1000, 6e-3)
+    assert settings.patience == 3 and settings.n_epochs == 10  # 30 % of ten evaluations
+    capped = SeedTrainer(get_config("diffreact", "small16x2d4lrcap"), seed=30).settings("low", 1000, 6e-3)
+    assert capped.patience is None and capped.n_epochs == 10
 
 
 def test_scale_seeds_are_every_familys_seeds():
