@@ -132,7 +132,8 @@ def cached_nets(folder: Path | None, names: Sequence[str], train: Callable[[], d
 def scaled_caps(config: StudyConfig, *, anchor: float = 1.0, experts: float = 1.0) -> StudyConfig:
     """``config`` with the anchor's and the experts' step caps scaled by these factors.
 
-    The validation stopping rule still ends a run early; its patience scales with the cap.
+    The validation stopping rule, where the scale has one, still ends a run early; its patience scales
+    with the cap.
     """
     return config.with_overrides(anchor_max_steps=round(config.train.anchor_max_steps * anchor),
                                  expert_max_steps=round(config.train.expert_max_steps * experts))
