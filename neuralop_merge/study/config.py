@@ -265,8 +265,8 @@ def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, t
         # expert met its rule in four seeds, and in the fifth (0.156) the stopping rule had ended it at
         # 500 of its 1000 steps, before the one-cycle rate annealed; at 6e-3 the rollout error rises
         # during the warm-up, so the rule can fire before the annealing where the error falls. Every
-        # model now runs to its cap and keeps its best evaluation's weights; a run costs at most the
-        # caps small16x2d4lr already pays for.
+        # model now runs to its cap and keeps its best evaluation's weights; the caps are small16x2d4lr's,
+        # now always spent in full.
         model, data, train, _ = _scale_settings("small16x2d4lr")
         return model, data, replace(train, patience_fraction=None), (30, 31, 32, 33, 34)
     if scale == "medium":  # the small scale's model with 2-3x its data and step caps, sized for one GPU
