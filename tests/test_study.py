@@ -195,6 +195,7 @@ def test_the_snapshot_figures_colour_bars_keep_clear_of_the_panels():
     ("small16x2d4", "small16x2", {"data": {"n_support": 128, "n_endpoint": 128}}, 20),
     ("small16x2d4lr", "small16x2d4", {"train": {"expert_lr": 6e-3}}, 25),
     ("small16x2d4lrcap", "small16x2d4lr", {"train": {"patience_fraction": None}}, 30),
+    ("small16x2d4ex2", "small16x2d4lrcap", {"train": {"expert_max_steps": 2000, "expert_lr": 3e-3}}, 35),
     ("medium16", "medium", {"model": {"n_modes": 16}}, 10),
 ])
 def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(scale, parent, changes, earlier_seeds):
