@@ -276,7 +276,8 @@ def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, t
         # run to its 1000-step cap. In the throwaway check on seed 15's small16x2d4 data (the issue
         # tracker's note; no committed run), 2000 steps at a 3e-3 peak rate gave the lowest error at
         # both endpoints of every cap and rate tried (low 0.096 against 0.099 at 1000 steps and 6e-3;
-        # high 0.050 against 0.053). The anchor is unchanged; each seed costs about 40 % more.
+        # high 0.050 against 0.053). The anchor is unchanged; since `anchor_extra` and the conditioned
+        # FNO follow the experts' steps, a seed trains 18000 steps instead of 12000.
         model, data, train, _ = _scale_settings("small16x2d4lrcap")
         experts = {"expert_max_steps": 2 * train.expert_max_steps, "expert_lr": 3e-3}
         return model, data, replace(train, **experts), (35, 36, 37, 38, 39)
