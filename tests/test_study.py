@@ -189,6 +189,12 @@ def test_the_snapshot_figures_colour_bars_keep_clear_of_the_panels():
         assert not any(extent.overlaps(panel.get_window_extent(renderer)) for panel in panels)
 
 
+def test_seeds_through_set_is_a_usage_error_pointing_at_seed(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        study_main("dam_break", ["--set", "seeds=(1, 2)"])
+    assert exit_info.value.code == 2 and "--set: 'seeds=(1, 2)': give seeds with --seed N" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("scale", "parent", "changes", "earlier_seeds"), [
     ("small16", "small", {"model": {"n_modes": 16}}, 5),
     ("small16x2", "small16", {"train": {"anchor_max_steps": 3000, "expert_max_steps": 1000}}, 15),

@@ -39,6 +39,8 @@ def parse_setting(text: str) -> tuple[str, Any]:
     name, separator, value = text.partition("=")
     if not separator or not name.isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if name == "seeds":  # --seed has its own option; two sources of seeds would collide later
+        raise argparse.ArgumentTypeError(f"{text!r}: give seeds with --seed N, once per seed")
     try:
         return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):
