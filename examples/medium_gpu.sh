@@ -15,6 +15,9 @@
 # snapshot.npz files came later from `SCALE=medium16 SEEDS=10 bash examples/medium_gpu.sh /tmp/m16` on an H200
 # (see the README), and examples/results/medium/'s from `SCALE=medium SEEDS=0 DEVICE=cpu bash examples/medium_gpu.sh
 # /work/scratch/m8` on a 2-core CPU.
+# examples/results/small16x2d4ex2/{ns2d,dam_break}/ came from
+# `SCALE=small16x2d4ex2 FAMILIES="ns2d dam_break" bash examples/medium_gpu.sh /tmp/ex2` on one NVIDIA H200
+# (10 seeds in 7.7 min), their records and snapshots copied in and each report redrawn by its results.md command.
 set -euo pipefail
 scale=${SCALE:-medium}
 out=${1:-examples/results/$scale}
