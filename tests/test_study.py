@@ -23,7 +23,7 @@ from neuralop_merge.study.figures import snapshot_figure
 from neuralop_merge.study.models import SeedTrainer
 from neuralop_merge.study.pipeline import (load_record, read_record_payload, record_path, run_study, save_record,
                                            saved_record_path)
-from neuralop_merge.study.records import MethodScores, RegimeRecord, SeedRecord, Selection
+from neuralop_merge.study.records import METHODS, MethodScores, RegimeRecord, SeedRecord, Selection
 from neuralop_merge.study.report import Study
 from neuralop_merge.study.script import main as study_main, parse_setting
 from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
@@ -116,6 +116,29 @@ def test_the_headline_ccm_is_chosen_on_validation_even_when_a_test_regime_prefer
     record = study.records[0]
     assert study.errors(record, "ood", "ccm").tolist() == [0.8]
     assert select_variant([{"a": 0.0, "b": -1.0}, {"a": 0.0, "b": 2.0}]) == "a"
+
+
+def test_a_model_of_the_study_diverging_at_the_other_endpoint_breaks_the_no_divergence_rule():
+    """The rule reads every support, endpoint and interpolation trajectory of the anchor, the experts
+    and the CCM variants, whichever endpoint; baselines (here the wrong-sign control) and OOD do not count."""
+    from neuralop_merge.study.markdown import divergence_line
+    from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, competence, failures
+
+    def regime(split: str, c: float, errors: dict[str, float]) -> RegimeRecord:
+        scores = {m: MethodScores([errors.get(m, 0.01), 0.01], [0.01, 0.01], [0.01]) for m in METHODS}
+        return RegimeRecord(split, c, 1.0, [0.0], scores)
+
+    variants = {"ccm_coord": -0.3, "ccm_coord_calibrated": -0.1, "ccm_prefix": -0.2}
+    regimes = [regime("support", 0.0, {}), regime("id", -1.0, {"wrong_sign": 5.0}), regime("id", 1.0, {"low": 2.0}),
+               regime("interp", 0.5, {}), regime("ood", 2.0, {"anchor": math.inf})]
+    study = Study([SeedRecord(seed, [0.0], Selection(0.0, 1.0, [], {}, variants), regimes) for seed in range(2)])
+    verdict = competence(study, "dam_break", failures(study))
+    assert verdict["diverged_in_distribution"] == {m: 2 if m == "low" else 0 for m in DIVERGENCE_RULE_MODELS}
+    assert verdict["no_divergence_in_distribution"] is False
+    assert divergence_line(verdict).endswith("**no** (Low expert: 2 trajectories).")
+    healthy_regimes = [regimes[0], regime("id", -1.0, {}), regime("id", 1.0, {}), regimes[-1]]
+    healthy = Study([SeedRecord(0, [0.0], Selection(0.0, 1.0, [], {}, variants), healthy_regimes)])
+    assert competence(healthy, "dam_break", failures(healthy))["no_divergence_in_distribution"] is True
 
 
 def test_records_round_trip_through_their_compact_json():

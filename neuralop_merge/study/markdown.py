@@ -129,7 +129,16 @@ def competence_lines(results: dict[str, Any]) -> list[str]:
         f"**{'yes' if c['within_persistence_fraction'] else 'no'}**.",
         f"- Expert better than the anchor at its own endpoint (geometric mean over its trajectories), per seed: "
         f"low {beats['low']}, high {beats['high']}.",
+        divergence_line(c),
     ]
+
+
+def divergence_line(competence: dict[str, Any]) -> str:
+    """The no-divergence rule's verdict, naming the models that broke it."""
+    broke = [f"{LABELS[m]}: {n} trajectories" for m, n in competence["diverged_in_distribution"].items() if n]
+    verdict = f"**no** ({'; '.join(broke)})." if broke else "**yes**."
+    return ("- No anchor, expert or CCM model diverges (relative L2 > 1 or non-finite) on a support, endpoint or "
+            f"interpolation trajectory: {verdict}")
 
 
 def verdict_lines(results: dict[str, Any]) -> list[str]:

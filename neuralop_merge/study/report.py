@@ -35,6 +35,9 @@ from .stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_tes
 ROWS: tuple[str, ...] = METHODS[: METHODS.index("ccm_coord")] + ("ccm",) + METHODS[METHODS.index("ccm_coord") :]
 BASELINES: tuple[str, ...] = ("anchor", "average", "fixed_alpha", "conditioned", "anchor_extra", "persistence")
 PAIRED_VARIANTS: tuple[str, ...] = ("ccm", *CCM_VARIANTS)
+#: The models the no-divergence rule covers (the study's own, not the baselines), and the splits it reads.
+DIVERGENCE_RULE_MODELS: tuple[str, ...] = ("anchor", "low", "high", *PAIRED_VARIANTS)
+IN_DISTRIBUTION_SPLITS: tuple[str, ...] = ("support", "id", "interp")
 
 
 class Study:
@@ -128,8 +131,12 @@ def failures(study: Study) -> dict[str, dict[str, int]]:
     return counts
 
 
-def competence(study: Study, family: str) -> dict[str, Any]:
-    """Are the merged models competent? The anchor on its support, each expert at its own endpoint."""
+def competence(study: Study, family: str, failure_counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Are the merged models competent? The anchor on its support, each expert at its own endpoint.
+
+    ``failure_counts`` (from :func:`failures`) add the rule that no anchor, expert or CCM model diverges
+    on a support, endpoint or interpolation trajectory, whichever endpoint it is.
+    """
     def mean(split: str, method: str, c: float | None = None) -> float:
         return float(np.mean(np.concatenate(study.per_seed(split, method, c=c))))
 
@@ -144,7 +151,12 @@ def competence(study: Study, family: str) -> dict[str, Any]:
         name: [beats_anchor(study.errors(r, "id", name, c=c), study.errors(r, "id", "anchor", c=c)) for r in study.records]
         for name, c in (("low", -1.0), ("high", 1.0))
     }
-    return competence_checks(values, beats, family)
+    diverged = {m: sum(failure_counts[m][s] for s in IN_DISTRIBUTION_SPLITS) for m in DIVERGENCE_RULE_MODELS}
+    return {
+        **competence_checks(values, beats, family),
+        "diverged_in_distribution": diverged,
+        "no_divergence_in_distribution": not any(diverged.values()),
+    }
 
 
 def beats_anchor(expert: Any, anchor: Any) -> bool:
@@ -191,16 +203,17 @@ def aggregate(config: StudyConfig, records: list[SeedRecord], *, command: str = 
     study = Study(records)
     pooled, by_side = paired_tables(study)
     splits = split_table(study, "rel_l2")
+    failure_counts = failures(study)
     return {
         "family": config.family, "scale": config.scale, "seeds": [r.seed for r in records], "command": command,
         "selected_ccm": study.selected,
         "splits": splits,
         "vrmse": split_table(study, "vrmse"),
-        "competence": competence(study, config.family),
+        "competence": competence(study, config.family, failure_counts),
         "ood_by_regime": ood_by_regime(study),
         "paired": pooled,
         "paired_by_regime": by_side,
-        "failures": failures(study),
+        "failures": failure_counts,
         "edge_hits": edge_hits(study, config.alpha_range),
         "coordinate_law": law(study),
         "published_ood_reduction_vs_anchor": PUBLISHED_OOD_REDUCTION.get(config.family),
