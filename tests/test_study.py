@@ -24,7 +24,8 @@ from neuralop_merge.study.models import SeedTrainer
 from neuralop_merge.study.pipeline import (load_record, read_record_payload, record_path, run_study, save_record,
                                            saved_record_path)
 from neuralop_merge.study.records import METHODS, MethodScores, RegimeRecord, SeedRecord, Selection
-from neuralop_merge.study.report import Study
+from neuralop_merge.study.markdown import divergence_line
+from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, Study, competence, failures
 from neuralop_merge.study.script import main as study_main, parse_setting
 from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
 
@@ -121,9 +122,6 @@ def test_the_headline_ccm_is_chosen_on_validation_even_when_a_test_regime_prefer
 def test_a_model_of_the_study_diverging_at_the_other_endpoint_breaks_the_no_divergence_rule():
     """The rule reads every support, endpoint and interpolation trajectory of the anchor, the experts
     and the CCM variants, whichever endpoint; baselines (here the wrong-sign control) and OOD do not count."""
-    from neuralop_merge.study.markdown import divergence_line
-    from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, competence, failures
-
     def regime(split: str, c: float, errors: dict[str, float]) -> RegimeRecord:
         scores = {m: MethodScores([errors.get(m, 0.01), 0.01], [0.01, 0.01], [0.01]) for m in METHODS}
         return RegimeRecord(split, c, 1.0, [0.0], scores)
