@@ -20,11 +20,11 @@ from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import FAMILIES, SCALES, StudyConfigError, scale_seeds
 from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
 from neuralop_merge.study.figures import snapshot_figure
+from neuralop_merge.study.markdown import divergence_line
 from neuralop_merge.study.models import SeedTrainer
 from neuralop_merge.study.pipeline import (load_record, read_record_payload, record_path, run_study, save_record,
                                            saved_record_path)
 from neuralop_merge.study.records import METHODS, MethodScores, RegimeRecord, SeedRecord, Selection
-from neuralop_merge.study.markdown import divergence_line
 from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, Study, competence, failures
 from neuralop_merge.study.script import main as study_main, parse_setting
 from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
