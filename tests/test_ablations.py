@@ -11,15 +11,20 @@ from neuralop.models import FNO
 
 from neuralop_merge.errors import TrainingError
 from neuralop_merge.study.ablations import NAMES, direction_stability, get
+from neuralop_merge.study.ablations import expert_replay
 from neuralop_merge.study.ablations import pushforward as pushforward_ablation
-from neuralop_merge.study.ablations.base import AblationSettings, SeedLine, cached_nets, competence, ratio_summary, summary
+from neuralop_merge.study.ablations.base import (AblationSettings, SeedLine, cached_nets, competence, in_distribution_failures,
+                                                 ratio_summary, summary)
 from neuralop_merge.study.ablations.direction_stability import direction_cosines
 from neuralop_merge.study.ablations.multi_axis import nearest_level, verdict, verdict_of
+from neuralop_merge.study.ablations.refits import competent
 from neuralop_merge.study.ablations.script import main
 from neuralop_merge.study.ablations.strong_baselines import FiLMFNO
+from neuralop_merge.study.config import get_config
+from neuralop_merge.study.data import Regime
 from neuralop_merge.study.script import parse_setting
 from neuralop_merge.training import TrainingSettings
-from neuralop_merge.training.processing import ProcessedModel
+from neuralop_merge.training.processing import IncrementDataProcessor, ProcessedModel
 
 TINY = [
     "resolution=16", "n_frames=10", "n_support=2", "n_endpoint=2", "n_holdout=1", "n_validation=1", "n_test=1",
@@ -64,8 +69,9 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         and set(r["by_family"]["dam_break"]["reference"]["anchor_ood_by_side"]) == {"-2", "2"},
         "prefix_budget": lambda r: r["k"] == [1, 2, 4, 8] and len(r["dam_break"]) == 4,
         "scale_trend": lambda r: len(r["widths"]) >= 3 and len(r["ood_reduction"]) == len(r["widths"])
-        and all({"anchor_support", "low_at_low", "high_at_high", "persistence_id", "meets_target", "within_persistence_fraction"}
-                <= set(r["by_width"][str(w)]["competence"]) for w in r["widths"]),
+        and all({"anchor_support", "low_at_low", "high_at_high", "persistence_id", "meets_target", "within_persistence_fraction",
+                 "no_divergence_in_distribution"} <= set(r["by_width"][str(w)]["competence"]) for w in r["widths"])
+        and set(r["by_width"]["12"]["competence"]["diverged_in_distribution"]) == {"anchor", "low", "high", "ccm_coord", "ccm_prefix"},
         "fixed_alpha_frontier": lambda r: len(r["splits"]["ood"]["fixed_alpha"]) == len(r["alphas"])
         and {"seed", "c", "alpha"} <= set(r["selected_alpha"][0]),
         "calibration_bank": lambda r: {"within", "size_2", "size_3", "size_5", "default"} <= set(r["dam_break"]["vs_anchor"]),
@@ -75,8 +81,12 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         "pushforward": lambda r: set(r["variants"]) == set(pushforward_ablation.VARIANTS)
         and all({"competence", "low_at_low", "expert_vs_anchor", "prefix_ood_by_side", "steps"} <= set(r["by_family"]["dam_break"][run])
                 for run in ("reference", *r["variants"]))
+        and all("no_divergence_in_distribution" in r["by_family"]["dam_break"][run]["competence"] for run in ("reference", *r["variants"]))
         and set(r["by_family"]["dam_break"]["reference_anchor_ood_by_side"]) == {"-2", "2"}
         and r["by_family"]["dam_break"]["persistence_id"] > 0,
+        "expert_replay": lambda r: r["variants"] == {key: {"replay_share": share} for key, share in expert_replay.VARIANTS.items()}
+        and all(set(r["by_family"]["dam_break"][run]["competence"]["diverged_in_distribution"]) == {"anchor", "low", "high", "ccm_coord", "ccm_prefix"}
+                for run in ("reference", *r["variants"])),
         "ccm_plane": lambda r: all({"ccm_plane", "ccm", "anchor"} <= set(r["plane"][split]) for split in ("support", "ood")),
         "multi_axis": lambda r: all({"anchor", "line", "surface_affine", "surface_quadratic"} <= set(r["one_axis"]["dam_break"][split])
                                     for split in ("interp", "id", "ood"))
@@ -121,17 +131,52 @@ def test_competence_applies_the_studys_rule_to_each_seeds_errors():
     def seed(anchor_support, low, high, anchor_at_low, anchor_at_high):
         return {"anchor_support": anchor_support, "low_at_low": low, "high_at_high": high,
                 "persistence_id": [0.5, 0.5], "persistence_support": [0.4, 0.4],
-                "endpoints": {"low": {"expert": low, "anchor": anchor_at_low}, "high": {"expert": high, "anchor": anchor_at_high}}}
+                "endpoints": {"low": {"expert": low, "anchor": anchor_at_low}, "high": {"expert": high, "anchor": anchor_at_high}},
+                "diverged": {"anchor": 0, "low": 0, "ccm_prefix": 0}}
 
     seeds = [seed([0.01, 0.03], [0.1, 0.1], [0.2, 0.2], [0.2, 0.2], [0.1, 0.1]),
              seed([0.02, 0.02], [0.1, 0.1], [0.1, 0.1], [0.2, 0.2], [0.2, 0.2])]
     verdict = competence(seeds, "dam_break")  # target 0.01
+    assert verdict["diverged_in_distribution"] == {"anchor": 0, "low": 0, "ccm_prefix": 0}
+    assert verdict["no_divergence_in_distribution"]
+    seeds[1]["diverged"] = {"anchor": 0, "low": 3, "ccm_prefix": 1}
+    assert competence(seeds, "dam_break")["diverged_in_distribution"] == {"anchor": 0, "low": 3, "ccm_prefix": 1}
+    assert not competence(seeds, "dam_break")["no_divergence_in_distribution"]
     assert verdict["anchor_support"] == pytest.approx(0.02) and verdict["high_at_high"] == pytest.approx(0.15)
     assert verdict["target"] == 0.01 and not verdict["meets_target"]
     assert verdict["within_persistence_fraction"]  # 0.02 ≤ 0.3 × 0.4, 0.1 and 0.15 ≤ 0.3 × 0.5
     assert verdict["expert_beats_anchor_at_own_endpoint"] == {"low": [True, True], "high": [False, True]}
     assert not competence([seeds[0], seed([0.3, 0.3], [0.1, 0.1], [0.1, 0.1], [1, 1], [1, 1])], "diffreact")[
         "within_persistence_fraction"]  # the anchor's 0.16 on its support exceeds 0.3 × 0.4
+
+
+class Gain(torch.nn.Module):
+    """A one-step network whose normalized increment is ``gain`` times its normalized input: 0 leaves a state as it is."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(float(gain)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gain * x
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_in_distribution_failures_count_each_models_diverged_support_endpoint_and_interpolation_trajectories():
+    config = get_config("dam_break", "quick").with_overrides(n_grid=9)  # α grid -4, -3, ..., 4; k = 4
+    generator = torch.Generator().manual_seed(0)
+    walks = (1 + torch.rand(4, 1, 3, 4, 4, generator=generator)) + 0.1 * torch.randn(4, 8, 3, 4, 4, generator=generator).cumsum(1)
+    processor = IncrementDataProcessor.fit(walks)
+    still = (1 + torch.rand(2, 1, 3, 4, 4, generator=generator)).expand(-1, 8, -1, -1, -1).clone()  # the truth: nothing moves
+    fading = torch.cat((still[:, :1], 0.01 * still[:, 1:]), dim=1)  # at c = +2 only (OOD), where no model is right
+    tests = {split: [Regime(split, c, config.regimes.value(c), still) for c in coords] for split, coords in config.regimes.test.items()}
+    tests["ood"][1] = Regime("ood", 2.0, config.regimes.value(2.0), fading)
+    # low = anchor = gain 0 (still); high = gain 50 (explodes), so θ(α) has gain 25 (1 + α): still only at α = -1
+    nets = {"anchor": Gain(0.0), "low": Gain(0.0), "high": Gain(50.0)}
+    line = SeedLine.from_nets(config, 0, SimpleNamespace(test=tests), nets, processor)
+    # Seven regimes of two trajectories: the high expert everywhere, CCM-Coord (α = c) everywhere but c = -1,
+    # CCM-Prefix nowhere (each prefix picks α = -1); the anchor's failures at c = +2 are not in distribution.
+    assert in_distribution_failures(line) == {"anchor": 0, "low": 0, "high": 14, "ccm_coord": 12, "ccm_prefix": 0}
 
 
 def test_a_user_error_is_one_line_with_status_2(tmp_path, capsys):
@@ -281,11 +326,12 @@ def test_pushforward_variants_keep_or_retrain_the_anchor_and_train_with_their_un
 
 
 def test_competent_needs_every_check_and_every_seed():
-    checks = {"meets_target": True, "within_persistence_fraction": True,
+    checks = {"meets_target": True, "within_persistence_fraction": True, "no_divergence_in_distribution": True,
               "expert_beats_anchor_at_own_endpoint": {"low": [True, True], "high": [True, True]}}
-    assert pushforward_ablation.competent(checks)
-    assert not pushforward_ablation.competent({**checks, "within_persistence_fraction": False})
-    assert not pushforward_ablation.competent({**checks, "expert_beats_anchor_at_own_endpoint": {"low": [True, False], "high": [True, True]}})
+    assert competent(checks)
+    assert not competent({**checks, "no_divergence_in_distribution": False})
+    assert not competent({**checks, "within_persistence_fraction": False})
+    assert not competent({**checks, "expert_beats_anchor_at_own_endpoint": {"low": [True, False], "high": [True, True]}})
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -241,6 +241,19 @@ def test_the_stopping_rule_scales_with_the_cap_unless_it_is_off():
     assert capped.patience is None and capped.n_epochs == 10
 
 
+def test_a_replay_loader_draws_its_share_of_pairs_from_the_replayed_trajectories():
+    trainer = SeedTrainer(get_config("dam_break", "quick").with_overrides(steps_per_epoch=250, batch_size=16), seed=0)
+    own, replayed = torch.zeros(2, 4, 1, 2, 2), torch.ones(6, 4, 1, 2, 2)  # 6 pairs of its own, 18 replayed ones
+    torch.manual_seed(0)
+    drawn = torch.cat([batch["x"] for batch in trainer.loader(own, replayed, replay_share=0.25)])
+    assert drawn.shape[0] == 250 * 16
+    assert drawn.flatten(1).mean(1).mean().item() == pytest.approx(0.25, abs=0.02)  # a quarter replayed, not 18 / 24
+    only_own = torch.cat([batch["x"] for batch in trainer.loader(own)])
+    assert only_own.abs().sum() == 0
+    with pytest.raises(ValueError, match="replay_share must lie in"):
+        trainer.loader(own, replayed, replay_share=1.0)
+
+
 def test_scale_seeds_are_every_familys_seeds():
     for scale in SCALES:
         assert all(get_config(family, scale).seeds == scale_seeds(scale) for family in FAMILIES)

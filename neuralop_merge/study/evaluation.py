@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +35,11 @@ from .records import MethodScores, RegimeRecord, SeedRecord, Selection
 #: Rollout errors above this (or non-finite) count as failures and enter log ratios at this value.
 FAILURE_ERROR = 1.0
 ERROR_CAP = 10.0
+
+
+def count_failures(errors: Iterable[float | None]) -> int:
+    """How many of ``errors`` are failures: non-finite (or missing), or above :data:`FAILURE_ERROR`."""
+    return sum(1 for value in errors if not (value is not None and math.isfinite(value) and value <= FAILURE_ERROR))
 
 
 @dataclass
@@ -270,4 +275,4 @@ def snapshot(config: StudyConfig, regime: Regime, ccm: CCM, calibrated: CCM, mod
     return {"mu": regime.mu, "c": regime.c, "frames": frames, "fields": arrays}
 
 
-__all__ = ["FAILURE_ERROR", "Scores", "alpha_grid", "evaluate_seed", "merge_line", "persistence", "score", "select_variant"]
+__all__ = ["FAILURE_ERROR", "Scores", "alpha_grid", "count_failures", "evaluate_seed", "merge_line", "persistence", "score", "select_variant"]

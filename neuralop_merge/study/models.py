@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from neuralop.models import FNO
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, WeightedRandomSampler
 
 from .. import families
 from ..families.dataset import PairDataset
@@ -108,12 +108,24 @@ class SeedTrainer:
             optimizer=self.optimizer, pushforward=self.pushforward,
         )
 
-    def loader(self, trajectories: torch.Tensor) -> DataLoader:
-        """Shuffled one-step batches (with the frames a pushforward needs), ``steps_per_epoch`` of them per epoch."""
+    def loader(self, trajectories: torch.Tensor, replay: torch.Tensor | None = None, replay_share: float = 0.0) -> DataLoader:
+        """Shuffled one-step batches (with the frames a pushforward needs), ``steps_per_epoch`` of them per epoch.
+
+        With ``replay`` (trajectories of other regimes, such as the anchor's support), each pair is drawn
+        from them with probability ``replay_share`` and from ``trajectories`` otherwise.
+        """
         train = self.config.train
+        samples = train.steps_per_epoch * train.batch_size
         pairs = PairDataset(trajectories, lead=self.pushforward)
-        sampler = RandomSampler(pairs, num_samples=train.steps_per_epoch * train.batch_size)
-        return DataLoader(pairs, batch_size=train.batch_size, sampler=sampler)
+        if replay is None:
+            return DataLoader(pairs, batch_size=train.batch_size, sampler=RandomSampler(pairs, num_samples=samples))
+        if not 0.0 <= replay_share < 1.0:
+            raise ValueError(f"replay_share must lie in [0, 1), got {replay_share}")
+        replayed = PairDataset(replay, lead=self.pushforward)
+        weights = torch.cat((torch.full((len(pairs),), (1.0 - replay_share) / len(pairs), dtype=torch.float64),
+                             torch.full((len(replayed),), replay_share / len(replayed), dtype=torch.float64)))
+        sampler = WeightedRandomSampler(weights, num_samples=samples)
+        return DataLoader(ConcatDataset([pairs, replayed]), batch_size=train.batch_size, sampler=sampler)
 
     def fit(self, name: str, net: nn.Module, part: TrainingSet, processor: IncrementDataProcessor,
             max_steps: int, lr: float, *, conditioned: bool = False) -> ProcessedModel:
@@ -130,20 +142,28 @@ class SeedTrainer:
         self.seconds[name], self.steps[name] = time.perf_counter() - start, net.provenance["steps"]
         return ProcessedModel(net, processor)
 
-    def finetune(self, anchor: ProcessedModel, data: StudyData) -> dict[str, ProcessedModel]:
-        """The two endpoint experts, fine-tuned from the anchor's network."""
-        regimes = self.config.regimes
-        return self.finetune_at(anchor, {"low": (regimes.low, data.low), "high": (regimes.high, data.high)})
+    def finetune(self, anchor: ProcessedModel, data: StudyData, *, replay_share: float = 0.0) -> dict[str, ProcessedModel]:
+        """The two endpoint experts, fine-tuned from the anchor's network.
 
-    def finetune_at(self, anchor: ProcessedModel, parts: Mapping[str, tuple[float, TrainingSet]]) -> dict[str, ProcessedModel]:
+        ``replay_share`` > 0 draws that share of each expert's training pairs from the anchor's support data.
+        """
+        regimes = self.config.regimes
+        return self.finetune_at(anchor, {"low": (regimes.low, data.low), "high": (regimes.high, data.high)},
+                                replay=data.support if replay_share else None, replay_share=replay_share)
+
+    def finetune_at(self, anchor: ProcessedModel, parts: Mapping[str, tuple[float, TrainingSet]], *,
+                    replay: TrainingSet | None = None, replay_share: float = 0.0) -> dict[str, ProcessedModel]:
         """One expert per named ``(parameter value, training set)``, fine-tuned from the anchor by the experts' recipe.
 
         Each expert's seed derives from this trainer's seed and its name, so an expert does not
-        depend on which others are trained with it.
+        depend on which others are trained with it. With ``replay``, a ``replay_share`` of each
+        expert's training pairs comes from that set (see :meth:`loader`); its stopping rule still
+        reads the expert's own held-out trajectories.
         """
         config, start = self.config, time.perf_counter()
+        extra = None if replay is None else replay.trajectories
         nets = finetune_endpoints(
-            anchor.net, {name: (mu, self.loader(part.trajectories)) for name, (mu, part) in parts.items()},
+            anchor.net, {name: (mu, self.loader(part.trajectories, extra, replay_share)) for name, (mu, part) in parts.items()},
             parameter=families.get(config.family).parameter.name,
             settings=self.settings("experts", config.train.expert_max_steps, config.train.expert_lr),
             data_processor=anchor.processor, val_trajectories={name: part.holdout for name, (_, part) in parts.items()},

@@ -17,7 +17,6 @@ Conventions
 from __future__ import annotations
 
 import json
-import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import numpy as np
 from ..atomic import write_text
 from ..diagnostics import coordinate_law, json_safe
 from .config import COMPETENCE_TARGET, COMPETENCE_VS_PERSISTENCE, PUBLISHED_OOD_REDUCTION, SPLITS, StudyConfig
-from .evaluation import ERROR_CAP, FAILURE_ERROR, select_variant
+from .evaluation import ERROR_CAP, count_failures, select_variant
 from .records import CCM_VARIANTS, METHODS, MethodScores, RegimeRecord, SeedRecord
 from .stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
 
@@ -126,8 +125,8 @@ def failures(study: Study) -> dict[str, dict[str, int]]:
     for method in ROWS:
         counts[method] = {}
         for split in SPLITS:
-            raw = [v for record in study.records for r in study.regimes(record, split) for v in study.scores(r, method).rel_l2]
-            counts[method][split] = int(sum(1 for v in raw if not (math.isfinite(v) and v <= FAILURE_ERROR)))
+            counts[method][split] = count_failures(
+                v for record in study.records for r in study.regimes(record, split) for v in study.scores(r, method).rel_l2)
     return counts
 
 
@@ -152,11 +151,12 @@ def competence(study: Study, family: str, failure_counts: dict[str, dict[str, in
         for name, c in (("low", -1.0), ("high", 1.0))
     }
     diverged = {m: sum(failure_counts[m][s] for s in IN_DISTRIBUTION_SPLITS) for m in DIVERGENCE_RULE_MODELS}
-    return {
-        **competence_checks(values, beats, family),
-        "diverged_in_distribution": diverged,
-        "no_divergence_in_distribution": not any(diverged.values()),
-    }
+    return {**competence_checks(values, beats, family), **divergence_verdict(diverged)}
+
+
+def divergence_verdict(diverged: dict[str, int]) -> dict[str, Any]:
+    """The no-divergence rule's keys of ``competence`` from each model's count of diverged in-distribution trajectories."""
+    return {"diverged_in_distribution": diverged, "no_divergence_in_distribution": not any(diverged.values())}
 
 
 def beats_anchor(expert: Any, anchor: Any) -> bool:

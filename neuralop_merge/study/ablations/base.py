@@ -29,10 +29,10 @@ from ...io import load_model, save_model
 from ...training.processing import IncrementDataProcessor, ProcessedModel
 from ..config import StudyConfig, get_config
 from ..data import Regime, StudyData, generate_data
-from ..evaluation import ERROR_CAP, FAILURE_ERROR, log_error, merge_line, persistence, prefix_scores, score, score_prediction
+from ..evaluation import ERROR_CAP, count_failures, log_error, merge_line, persistence, prefix_scores, score, score_prediction
 from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest
-from ..report import beats_anchor, competence_checks
+from ..report import IN_DISTRIBUTION_SPLITS, beats_anchor, competence_checks, divergence_verdict
 from ..report import summary as seed_summary
 from ..stats import geometric_mean_ratio
 
@@ -146,13 +146,15 @@ def load_data(settings: AblationSettings, config: StudyConfig, seed: int) -> Stu
 
 def train_line(config: StudyConfig, seed: int, data: StudyData, processor: IncrementDataProcessor, *,
                settings: AblationSettings, anchor: nn.Module | None = None, optimizer: str = "adamw",
-               anchor_seed: int | None = None, network: Network = build_fno, pushforward: int = 0) -> dict[str, nn.Module]:
+               anchor_seed: int | None = None, network: Network = build_fno, pushforward: int = 0,
+               replay_share: float = 0.0) -> dict[str, nn.Module]:
     """Anchor (unless given) and endpoint experts of one seed, trained by the study's recipe.
 
     ``anchor_seed`` draws the anchor's initialization and batch order from another seed while
     the data stay those of ``seed``; ``optimizer`` changes the experts' optimizer; ``network``
     builds the anchor's untrained network (the study's FNO by default); ``pushforward`` trains
-    the anchor (when trained here) and the experts on up to that many of their own steps.
+    the anchor (when trained here) and the experts on up to that many of their own steps;
+    ``replay_share`` draws that share of the experts' training pairs from the support data.
     """
     runs = SeedTrainer(config, seed, settings.device, settings.progress, optimizer=optimizer, pushforward=pushforward)
     if anchor is None:
@@ -161,7 +163,7 @@ def train_line(config: StudyConfig, seed: int, data: StudyData, processor: Incre
         net = network(config, channels, channels, origin, "anchor")
         anchor_runs = SeedTrainer(config, origin, settings.device, settings.progress, pushforward=pushforward)
         anchor = anchor_runs.fit("anchor", net, data.support, processor, config.train.anchor_max_steps, config.train.lr).net
-    experts = runs.finetune(ProcessedModel(anchor, processor), data)
+    experts = runs.finetune(ProcessedModel(anchor, processor), data, replay_share=replay_share)
     return {"anchor": anchor, "low": experts["low"].net, "high": experts["high"].net}
 
 
@@ -215,15 +217,33 @@ def persistence_errors(regimes: Sequence[Regime], k: int) -> list[float]:
             for value in score_prediction(persistence(regime.trajectories, k), regime.trajectories, k).rel_l2.tolist()]
 
 
+def in_distribution_failures(line: SeedLine) -> dict[str, int]:
+    """Trajectories of the support, endpoint and interpolation regimes on which each model of the line diverges.
+
+    The study's no-divergence rule, on the models an ablation merges and scores: the anchor, both
+    experts at every one of these regimes (whichever endpoint is theirs), the identity CCM-Coord at
+    each regime's coordinate and CCM-Prefix. A divergence is a failure by the study's definition
+    (:func:`~..evaluation.count_failures`).
+    """
+    ccm, k = line.ccm(), line.config.prefix_k
+    regimes = [regime for split in IN_DISTRIBUTION_SPLITS for regime in line.tests(split)]
+    found = {name: errors(model, regimes, k) for name, model in line.models().items()}
+    found["ccm_coord"] = per_regime(lambda regime: ccm.at(regime.c), regimes, k)
+    found["ccm_prefix"] = prefix_errors(ccm, regimes, line.config)
+    return {name: count_failures(values) for name, values in found.items()}
+
+
 def competence_errors(line: SeedLine) -> dict[str, Any]:
     """One seed's errors behind the study's competence rule: the anchor on its support, each expert
-    at its own endpoint (with the anchor there) and persistence on both."""
+    at its own endpoint (with the anchor there), persistence on both, and each model's diverged
+    in-distribution trajectories (:func:`in_distribution_failures`)."""
     k = line.config.prefix_k
     endpoints = endpoint_errors(line, line.models())
     return {"anchor_support": errors(line.anchor, line.tests("support"), k),
             "low_at_low": endpoints["low"]["expert"], "high_at_high": endpoints["high"]["expert"],
             "persistence_id": persistence_errors(line.tests("id"), k),
-            "persistence_support": persistence_errors(line.tests("support"), k), "endpoints": endpoints}
+            "persistence_support": persistence_errors(line.tests("support"), k), "endpoints": endpoints,
+            "diverged": in_distribution_failures(line)}
 
 
 def competence(seeds: Sequence[Mapping[str, Any]], family: str) -> dict[str, Any]:
@@ -232,7 +252,14 @@ def competence(seeds: Sequence[Mapping[str, Any]], family: str) -> dict[str, Any
               for key in ("anchor_support", "low_at_low", "high_at_high", "persistence_id", "persistence_support")}
     beats = {side: [beats_anchor(seed["endpoints"][side]["expert"], seed["endpoints"][side]["anchor"]) for seed in seeds]
              for side in ("low", "high")}
-    return competence_checks(values, beats, family)
+    diverged = {name: sum(seed["diverged"][name] for seed in seeds) for name in seeds[0]["diverged"]}
+    return {**competence_checks(values, beats, family), **divergence_verdict(diverged)}
+
+
+def diverged_cell(checks: Mapping[str, Any]) -> str:
+    """A table cell naming the models that broke the no-divergence rule with their trajectory counts ("none" if none)."""
+    broke = [f"{name} {count}" for name, count in checks["diverged_in_distribution"].items() if count]
+    return ", ".join(broke) or "none"
 
 
 def endpoint_gain(seeds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -250,8 +277,7 @@ def summary(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:
     """
     arrays = [np.asarray(seed, dtype=float) for seed in per_seed]
     capped = [np.where(np.isfinite(a), np.minimum(a, ERROR_CAP), ERROR_CAP) for a in arrays]
-    failures = sum(int((~(np.isfinite(a) & (a <= FAILURE_ERROR))).sum()) for a in arrays)
-    return {**seed_summary(capped), "failures": failures}
+    return {**seed_summary(capped), "failures": sum(count_failures(seed) for seed in per_seed)}
 
 
 def ratio_summary(method: Sequence[Sequence[float]], baseline: Sequence[Sequence[float]]) -> dict[str, Any]:
@@ -310,6 +336,6 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 
 __all__ = [
-    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "competence", "competence_errors", "draw_figures", "endpoint_errors", "endpoint_gain", "errors", "interval",
+    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "competence", "competence_errors", "diverged_cell", "draw_figures", "endpoint_errors", "endpoint_gain", "errors", "in_distribution_failures", "interval",
     "load_data", "per_regime", "persistence_errors", "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
 ]

@@ -5,7 +5,8 @@ The anchor and the experts are trained at each width with the study's recipe and
 error (c = ±2) of CCM-Prefix, the variant the committed DiffReact study selected on validation,
 against the anchor of the same width; the identity CCM-Coord's is reported too. ``competence`` scores each
 width's models by the study's rule (anchor on its support, each expert at its own endpoint, against
-the family's target and 0.3 × persistence), so a width's gain can be read against its models' quality.
+the family's target and 0.3 × persistence; no model diverging on a support, endpoint or interpolation
+trajectory), so a width's gain can be read against its models' quality.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 from ...plots import plot_series
 from ..config import COMPETENCE_VS_PERSISTENCE
 from ..markdown import captioned_table
-from .base import (AblationOutput, AblationSettings, Draw, SeedLine, competence, competence_errors, errors, interval, per_regime,
-                   prefix_errors, ratio_summary, reduction, seed_line, summary)
+from .base import (AblationOutput, AblationSettings, Draw, SeedLine, competence, competence_errors, diverged_cell, errors, interval,
+                   per_regime, prefix_errors, ratio_summary, reduction, seed_line, summary)
 
 NAME = "scale_trend"
 FAMILIES = ("diffreact",)
@@ -74,15 +75,17 @@ def competence_table(family: str, widths: dict[int, dict[str, Any]]) -> str:
     """Each width's models against the study's competence rule."""
     target = next(iter(widths.values()))["competence"]["target"]
     caption = (f"{family}, competence of each width's models (mean relative L2 over seeds; target ≤ {target} and "
-               f"≤ {COMPETENCE_VS_PERSISTENCE} × persistence; experts beating the anchor at their own endpoint, per seed).")
+               f"≤ {COMPETENCE_VS_PERSISTENCE} × persistence; experts beating the anchor at their own endpoint, per seed; the models "
+               "diverging (relative L2 > 1 or non-finite) on a support, endpoint or interpolation trajectory, with their "
+               "trajectory counts over seeds).")
     columns = ["width", "anchor on support", "low at c = −1", "high at c = +1", "persistence (endpoints)", "target met",
-               f"≤ {COMPETENCE_VS_PERSISTENCE} × persistence", "low beats anchor", "high beats anchor"]
+               f"≤ {COMPETENCE_VS_PERSISTENCE} × persistence", "low beats anchor", "high beats anchor", "diverged (in distribution)"]
 
     def row(width: int, c: dict[str, Any]) -> list[Any]:
         beats = c["expert_beats_anchor_at_own_endpoint"]
         return [width, f"{c['anchor_support']:.4f}", f"{c['low_at_low']:.4f}", f"{c['high_at_high']:.4f}",
                 f"{c['persistence_id']:.4f}", "yes" if c["meets_target"] else "no",
                 "yes" if c["within_persistence_fraction"] else "no",
-                *(f"{sum(beats[side])}/{len(beats[side])}" for side in ("low", "high"))]
+                *(f"{sum(beats[side])}/{len(beats[side])}" for side in ("low", "high")), diverged_cell(c)]
 
     return captioned_table(caption, columns, [row(width, t["competence"]) for width, t in widths.items()])

@@ -1,0 +1,57 @@
+"""Does replaying the anchor's support data while fine-tuning keep the experts from diverging across the axis?
+
+The study's no-divergence rule asks that no anchor, expert or CCM model diverges (relative L2 > 1 or
+non-finite) on a support, endpoint or interpolation trajectory. In every 16-mode DiffReact protocol
+the low expert breaks it at the other endpoint (c = +1), and the more its recipe specializes it at
+its own endpoint, the more often: 4, 6, 8, 13 and 18 of the 40 trajectories at c = +1 (five seeds)
+under small16x2, small16x2d4, small16x2d4lr, small16x2d4lrcap and small16x2d4ex2 (in-distribution
+evidence: the ``id`` split of each committed study's records). Replay (rehearsal), the continual-learning remedy for forgetting,
+mixes some of the data a model was trained on before into its fine-tuning batches.
+
+Each variant refits the two experts from the reference anchor (the study's recipe, cached) with the
+same step caps, stopping rule and learning rate, drawing a share of each expert's training pairs
+from the anchor's support data:
+
+``replay:0.25``   a quarter of the pairs from the support regimes, the rest from the endpoint;
+``replay:0.5``    half of them.
+
+Each run is scored like every refit ablation's (:mod:`.refits`): the study's competence checks
+(including the no-divergence rule), each expert against its anchor at its own endpoint (replay
+could dull what an expert adds there) and CCM-Prefix's OOD error with its cut of the reference
+anchor's error on each side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .base import LINE_MODELS, AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, train_line
+from .refits import family_results, low_expert_figure, markdown
+
+NAME = "expert_replay"
+FAMILIES = ("diffreact",)
+#: Share of each expert's training pairs drawn from the anchor's support data, per variant.
+VARIANTS: dict[str, float] = {"replay:0.25": 0.25, "replay:0.5": 0.5}
+
+
+def replay_line(settings: AblationSettings, line: SeedLine, key: str) -> SeedLine:
+    """``line`` with both experts refit from its anchor under variant ``key`` (cached)."""
+    share = VARIANTS[key]
+    nets = cached_nets(
+        settings.folder(line.config, line.seed, f"expert_replay-{share}"), LINE_MODELS,
+        lambda: train_line(line.config, line.seed, line.data, line.anchor.processor, settings=settings,
+                           anchor=line.anchor.net, replay_share=share))
+    return line.with_nets(nets)
+
+
+def run(settings: AblationSettings) -> AblationOutput:
+    families = settings.families or FAMILIES
+    by_family = {family: family_results(settings, family, replay_line, tuple(VARIANTS)) for family in families}
+    return AblationOutput({"variants": {key: {"replay_share": share} for key, share in VARIANTS.items()}, "by_family": by_family},
+                          markdown(by_family, tuple(VARIANTS)))
+
+
+def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
+    """Each run's low expert at its endpoint against 0.3 × persistence, per family, from ``results.json``'s content."""
+    return {"expert_replay": low_expert_figure(results, "expert replay: the low expert at c = −1")}
