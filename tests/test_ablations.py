@@ -325,6 +325,22 @@ def test_pushforward_variants_keep_or_retrain_the_anchor_and_train_with_their_un
     assert line.config == config  # the line's own configuration is left as it was
 
 
+def test_expert_replay_refits_only_the_experts_from_the_reference_anchor_with_each_share(monkeypatch):
+    calls = []
+
+    def fake_train_line(config, seed, data, processor, *, settings, anchor, replay_share):
+        calls.append((config, anchor, replay_share))
+        return {name: torch.nn.Linear(1, 1) for name in ("anchor", "low", "high")}
+
+    monkeypatch.setattr(expert_replay, "train_line", fake_train_line)
+    anchor, settings = torch.nn.Linear(1, 1), AblationSettings(cache=None)
+    config = settings.config("diffreact")
+    line = SeedLine(config=config, seed=0, data=None, anchor=ProcessedModel(anchor, None), low=None, high=None)
+    refits = [expert_replay.replay_line(settings, line, key) for key in expert_replay.VARIANTS]
+    assert calls == [(config, anchor, 0.25), (config, anchor, 0.5)]  # the study's caps and recipe, the reference anchor
+    assert all(refit.config == config and refit.seed == 0 for refit in refits)
+
+
 def test_competent_needs_every_check_and_every_seed():
     checks = {"meets_target": True, "within_persistence_fraction": True, "no_divergence_in_distribution": True,
               "expert_beats_anchor_at_own_endpoint": {"low": [True, True], "high": [True, True]}}
