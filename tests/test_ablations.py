@@ -13,7 +13,7 @@ from neuralop_merge.errors import TrainingError
 from neuralop_merge.study.ablations import NAMES, direction_stability, get
 from neuralop_merge.study.ablations import expert_replay
 from neuralop_merge.study.ablations import pushforward as pushforward_ablation
-from neuralop_merge.study.ablations.base import (AblationSettings, SeedLine, cached_nets, competence, in_distribution_failures,
+from neuralop_merge.study.ablations.base import (AblationSettings, SeedLine, cached_nets, competence, competence_errors,
                                                  ratio_summary, summary)
 from neuralop_merge.study.ablations.direction_stability import direction_cosines
 from neuralop_merge.study.ablations.multi_axis import nearest_level, verdict, verdict_of
@@ -176,7 +176,7 @@ def test_in_distribution_failures_count_each_models_diverged_support_endpoint_an
     line = SeedLine.from_nets(config, 0, SimpleNamespace(test=tests), nets, processor)
     # Seven regimes of two trajectories: the high expert everywhere, CCM-Coord (α = c) everywhere but c = -1,
     # CCM-Prefix nowhere (each prefix picks α = -1); the anchor's failures at c = +2 are not in distribution.
-    assert in_distribution_failures(line) == {"anchor": 0, "low": 0, "high": 14, "ccm_coord": 12, "ccm_prefix": 0}
+    assert competence_errors(line)["diverged"] == {"anchor": 0, "low": 0, "high": 14, "ccm_coord": 12, "ccm_prefix": 0}
 
 
 def test_a_user_error_is_one_line_with_status_2(tmp_path, capsys):

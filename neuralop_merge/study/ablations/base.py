@@ -217,33 +217,37 @@ def persistence_errors(regimes: Sequence[Regime], k: int) -> list[float]:
             for value in score_prediction(persistence(regime.trajectories, k), regime.trajectories, k).rel_l2.tolist()]
 
 
-def in_distribution_failures(line: SeedLine) -> dict[str, int]:
-    """Trajectories of the support, endpoint and interpolation regimes on which each model of the line diverges.
+def in_distribution_errors(line: SeedLine) -> dict[str, dict[float, list[float]]]:
+    """Each model's errors on each support, endpoint and interpolation regime, keyed by the regime's coordinate.
 
-    The study's no-divergence rule, on the models an ablation merges and scores: the anchor, both
-    experts at every one of these regimes (whichever endpoint is theirs), the identity CCM-Coord at
-    each regime's coordinate and CCM-Prefix. A divergence is a failure by the study's definition
-    (:func:`~..evaluation.count_failures`).
+    The models an ablation merges and scores: the anchor, both experts at every one of these regimes
+    (whichever endpoint is theirs), the identity CCM-Coord at each regime's coordinate and CCM-Prefix.
     """
     ccm, k = line.ccm(), line.config.prefix_k
     regimes = [regime for split in IN_DISTRIBUTION_SPLITS for regime in line.tests(split)]
-    found = {name: errors(model, regimes, k) for name, model in line.models().items()}
-    found["ccm_coord"] = per_regime(lambda regime: ccm.at(regime.c), regimes, k)
-    found["ccm_prefix"] = prefix_errors(ccm, regimes, line.config)
-    return {name: count_failures(values) for name, values in found.items()}
+    found = {name: {regime.c: errors(model, [regime], k) for regime in regimes} for name, model in line.models().items()}
+    found["ccm_coord"] = {regime.c: errors(ccm.at(regime.c), [regime], k) for regime in regimes}
+    found["ccm_prefix"] = {regime.c: prefix_errors(ccm, [regime], line.config) for regime in regimes}
+    return found
+
+
+def in_distribution_failures(found: Mapping[str, Mapping[float, list[float]]]) -> dict[str, int]:
+    """The study's no-divergence rule on :func:`in_distribution_errors`: each model's diverged trajectories
+    (failures by :func:`~..evaluation.count_failures`)."""
+    return {name: count_failures(value for values in by_regime.values() for value in values) for name, by_regime in found.items()}
 
 
 def competence_errors(line: SeedLine) -> dict[str, Any]:
     """One seed's errors behind the study's competence rule: the anchor on its support, each expert
     at its own endpoint (with the anchor there), persistence on both, and each model's diverged
-    in-distribution trajectories (:func:`in_distribution_failures`)."""
-    k = line.config.prefix_k
-    endpoints = endpoint_errors(line, line.models())
-    return {"anchor_support": errors(line.anchor, line.tests("support"), k),
+    in-distribution trajectories, all read from one rollout of each model per regime."""
+    k, found = line.config.prefix_k, in_distribution_errors(line)
+    endpoints = {side: {"expert": found[side][c], "anchor": found["anchor"][c]} for side, c in (("low", -1.0), ("high", 1.0))}
+    return {"anchor_support": [value for regime in line.tests("support") for value in found["anchor"][regime.c]],
             "low_at_low": endpoints["low"]["expert"], "high_at_high": endpoints["high"]["expert"],
             "persistence_id": persistence_errors(line.tests("id"), k),
             "persistence_support": persistence_errors(line.tests("support"), k), "endpoints": endpoints,
-            "diverged": in_distribution_failures(line)}
+            "diverged": in_distribution_failures(found)}
 
 
 def competence(seeds: Sequence[Mapping[str, Any]], family: str) -> dict[str, Any]:
@@ -336,6 +340,6 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 
 __all__ = [
-    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "competence", "competence_errors", "diverged_cell", "draw_figures", "endpoint_errors", "endpoint_gain", "errors", "in_distribution_failures", "interval",
+    "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "competence", "competence_errors", "diverged_cell", "draw_figures", "endpoint_errors", "endpoint_gain", "errors", "in_distribution_errors", "in_distribution_failures", "interval",
     "load_data", "per_regime", "persistence_errors", "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
 ]
