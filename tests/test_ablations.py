@@ -84,7 +84,7 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         and all("no_divergence_in_distribution" in r["by_family"]["dam_break"][run]["competence"] for run in ("reference", *r["variants"]))
         and set(r["by_family"]["dam_break"]["reference_anchor_ood_by_side"]) == {"-2", "2"}
         and r["by_family"]["dam_break"]["persistence_id"] > 0,
-        "expert_replay": lambda r: r["variants"] == {key: {"replay_share": share} for key, share in expert_replay.VARIANTS.items()}
+        "expert_replay": lambda r: r["variants"] == {key: variant._asdict() for key, variant in expert_replay.VARIANTS.items()}
         and all(set(r["by_family"]["dam_break"][run]["competence"]["diverged_in_distribution"]) == {"anchor", "low", "high", "ccm_coord", "ccm_prefix"}
                 for run in ("reference", *r["variants"])),
         "ccm_plane": lambda r: all({"ccm_plane", "ccm", "anchor"} <= set(r["plane"][split]) for split in ("support", "ood")),
@@ -329,7 +329,7 @@ def test_expert_replay_refits_only_the_experts_from_the_reference_anchor_with_ea
     calls = []
 
     def fake_train_line(config, seed, data, processor, *, settings, anchor, replay_share):
-        calls.append((config, anchor, replay_share))
+        calls.append((config.train.expert_max_steps, anchor, replay_share))
         return {name: torch.nn.Linear(1, 1) for name in ("anchor", "low", "high")}
 
     monkeypatch.setattr(expert_replay, "train_line", fake_train_line)
@@ -337,7 +337,9 @@ def test_expert_replay_refits_only_the_experts_from_the_reference_anchor_with_ea
     config = settings.config("diffreact")
     line = SeedLine(config=config, seed=0, data=None, anchor=ProcessedModel(anchor, None), low=None, high=None)
     refits = [expert_replay.replay_line(settings, line, key) for key in expert_replay.VARIANTS]
-    assert calls == [(config, anchor, 0.25), (config, anchor, 0.5)]  # the study's caps and recipe, the reference anchor
+    cap = config.train.expert_max_steps
+    assert calls == [(cap, anchor, 0.25), (cap, anchor, 0.5), (cap, anchor, 0.1), (2 * cap, anchor, 0.25)]  # the reference anchor
+    assert line.config == config  # the line's own configuration is left as it was
     assert all(refit.config == config and refit.seed == 0 for refit in refits)
 
 
