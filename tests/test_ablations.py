@@ -14,7 +14,7 @@ from neuralop_merge.study.ablations import NAMES, direction_stability, get
 from neuralop_merge.study.ablations import expert_replay
 from neuralop_merge.study.ablations import pushforward as pushforward_ablation
 from neuralop_merge.study.ablations.base import (AblationSettings, SeedLine, cached_nets, competence, competence_errors,
-                                                 ratio_summary, summary)
+                                                 diverged_cell, ratio_summary, summary)
 from neuralop_merge.study.ablations.direction_stability import direction_cosines
 from neuralop_merge.study.ablations.multi_axis import nearest_level, verdict, verdict_of
 from neuralop_merge.study.ablations.refits import competent
@@ -138,10 +138,11 @@ def test_competence_applies_the_studys_rule_to_each_seeds_errors():
              seed([0.02, 0.02], [0.1, 0.1], [0.1, 0.1], [0.2, 0.2], [0.2, 0.2])]
     verdict = competence(seeds, "dam_break")  # target 0.01
     assert verdict["diverged_in_distribution"] == {"anchor": 0, "low": 0, "ccm_prefix": 0}
-    assert verdict["no_divergence_in_distribution"]
+    assert verdict["no_divergence_in_distribution"] and diverged_cell(verdict) == "none"
     seeds[1]["diverged"] = {"anchor": 0, "low": 3, "ccm_prefix": 1}
-    assert competence(seeds, "dam_break")["diverged_in_distribution"] == {"anchor": 0, "low": 3, "ccm_prefix": 1}
-    assert not competence(seeds, "dam_break")["no_divergence_in_distribution"]
+    broken = competence(seeds, "dam_break")
+    assert broken["diverged_in_distribution"] == {"anchor": 0, "low": 3, "ccm_prefix": 1}
+    assert not broken["no_divergence_in_distribution"] and diverged_cell(broken) == "low 3, ccm_prefix 1"
     assert verdict["anchor_support"] == pytest.approx(0.02) and verdict["high_at_high"] == pytest.approx(0.15)
     assert verdict["target"] == 0.01 and not verdict["meets_target"]
     assert verdict["within_persistence_fraction"]  # 0.02 ≤ 0.3 × 0.4, 0.1 and 0.15 ≤ 0.3 × 0.5

@@ -9,6 +9,7 @@ from typing import Any
 from ..atomic import write_text
 from .config import COMPETENCE_VS_PERSISTENCE
 from .records import LABELS
+from .report import diverged_models
 
 SPLIT_NAMES = {
     "support": "Support (the anchor's regimes)",
@@ -135,7 +136,7 @@ def competence_lines(results: dict[str, Any]) -> list[str]:
 
 def divergence_line(competence: dict[str, Any]) -> str:
     """The no-divergence rule's verdict, naming the models that broke it."""
-    broke = [f"{LABELS[m]}: {n} trajectories" for m, n in competence["diverged_in_distribution"].items() if n]
+    broke = [f"{LABELS[model]}: {count} trajectories" for model, count in diverged_models(competence)]
     verdict = f"**no** ({'; '.join(broke)})." if broke else "**yes**."
     return ("- No anchor, expert or CCM model diverges (relative L2 > 1 or non-finite) on a support, endpoint or "
             f"interpolation trajectory: {verdict}")

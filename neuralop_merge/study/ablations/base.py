@@ -32,7 +32,7 @@ from ..data import Regime, StudyData, generate_data
 from ..evaluation import ERROR_CAP, count_failures, log_error, merge_line, persistence, prefix_scores, score, score_prediction
 from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest
-from ..report import IN_DISTRIBUTION_SPLITS, beats_anchor, competence_checks, divergence_verdict
+from ..report import IN_DISTRIBUTION_SPLITS, beats_anchor, competence_checks, diverged_models, divergence_verdict
 from ..report import summary as seed_summary
 from ..stats import geometric_mean_ratio
 
@@ -262,8 +262,7 @@ def competence(seeds: Sequence[Mapping[str, Any]], family: str) -> dict[str, Any
 
 def diverged_cell(checks: Mapping[str, Any]) -> str:
     """A table cell naming the models that broke the no-divergence rule with their trajectory counts ("none" if none)."""
-    broke = [f"{name} {count}" for name, count in checks["diverged_in_distribution"].items() if count]
-    return ", ".join(broke) or "none"
+    return ", ".join(f"{name} {count}" for name, count in diverged_models(checks)) or "none"
 
 
 def endpoint_gain(seeds: list[dict[str, Any]]) -> dict[str, Any]:
