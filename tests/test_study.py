@@ -22,8 +22,8 @@ from neuralop_merge.study.evaluation import alpha_grid, persistence, score_predi
 from neuralop_merge.study.figures import snapshot_figure
 from neuralop_merge.study.markdown import divergence_line
 from neuralop_merge.study.models import SeedTrainer
-from neuralop_merge.study.pipeline import (load_record, read_record_payload, record_path, run_study, save_record,
-                                           saved_record_path)
+from neuralop_merge.study.pipeline import (config_digest, load_record, read_record_payload, record_path, run_study,
+                                           save_record, saved_record_path)
 from neuralop_merge.study.records import METHODS, MethodScores, RegimeRecord, SeedRecord, Selection
 from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, Study, competence, failures
 from neuralop_merge.study.script import main as study_main, parse_setting
@@ -223,6 +223,7 @@ def test_seeds_through_set_is_a_usage_error_pointing_at_seed(capsys):
     ("small16x2d4lr", "small16x2d4", {"train": {"expert_lr": 6e-3}}, 25),
     ("small16x2d4lrcap", "small16x2d4lr", {"train": {"patience_fraction": None}}, 30),
     ("small16x2d4ex2", "small16x2d4lrcap", {"train": {"expert_max_steps": 2000, "expert_lr": 3e-3}}, 35),
+    ("small16x2d4ex2r", "small16x2d4ex2", {"train": {"expert_max_steps": 4000, "expert_replay": 0.25}}, 40),
     ("medium16", "medium", {"model": {"n_modes": 16}}, 10),
 ])
 def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(scale, parent, changes, earlier_seeds):
@@ -232,6 +233,29 @@ def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(sc
             assert getattr(derived, part) == replace(getattr(base, part), **changes.get(part, {}))
         assert derived.regimes == base.regimes
         assert not set(derived.seeds) & set(range(earlier_seeds))  # no seed of an earlier run or the ablations
+
+
+def test_a_setting_added_later_keeps_the_digest_of_earlier_records_at_its_earlier_value():
+    results = Path(__file__).parents[1] / "examples" / "results"
+    for scale, folder in (("small", results / "diffreact"), ("small16x2d4ex2", results / "small16x2d4ex2" / "diffreact")):
+        config = get_config("diffreact", scale)  # its committed records were written before expert_replay existed
+        record = load_record(saved_record_path(folder, config.seeds[0]), config_digest(config))
+        assert record.seed == config.seeds[0]
+    replayed = get_config("diffreact", "small16x2d4ex2").with_overrides(expert_replay=0.25)
+    assert config_digest(replayed) != config_digest(get_config("diffreact", "small16x2d4ex2"))
+
+
+def test_experts_replay_the_configurations_share_of_support_pairs_unless_told_otherwise(monkeypatch):
+    calls = []
+    monkeypatch.setattr(SeedTrainer, "finetune_at", lambda self, anchor, parts, *, replay, replay_share: calls.append(
+        (replay, replay_share)))
+    data = type("Data", (), {"support": "support", "low": "low", "high": "high"})()
+    SeedTrainer(get_config("diffreact", "small16x2d4ex2r"), seed=40).finetune(None, data)
+    SeedTrainer(get_config("diffreact", "small16x2d4ex2r"), seed=40).finetune(None, data, replay_share=0.5)
+    SeedTrainer(get_config("diffreact", "small16x2d4ex2"), seed=35).finetune(None, data)
+    assert calls == [("support", 0.25), ("support", 0.5), (None, 0.0)]
+    with pytest.raises(StudyConfigError, match="expert_replay must lie in"):
+        get_config("diffreact", "small").with_overrides(expert_replay=1.0)
 
 
 def test_the_stopping_rule_scales_with_the_cap_unless_it_is_off():

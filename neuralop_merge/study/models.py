@@ -142,12 +142,14 @@ class SeedTrainer:
         self.seconds[name], self.steps[name] = time.perf_counter() - start, net.provenance["steps"]
         return ProcessedModel(net, processor)
 
-    def finetune(self, anchor: ProcessedModel, data: StudyData, *, replay_share: float = 0.0) -> dict[str, ProcessedModel]:
+    def finetune(self, anchor: ProcessedModel, data: StudyData, *, replay_share: float | None = None) -> dict[str, ProcessedModel]:
         """The two endpoint experts, fine-tuned from the anchor's network.
 
-        ``replay_share`` > 0 draws that share of each expert's training pairs from the anchor's support data.
+        ``replay_share`` > 0 draws that share of each expert's training pairs from the anchor's support
+        data; None takes the configuration's ``expert_replay``.
         """
         regimes = self.config.regimes
+        replay_share = self.config.train.expert_replay if replay_share is None else replay_share
         return self.finetune_at(anchor, {"low": (regimes.low, data.low), "high": (regimes.high, data.high)},
                                 replay=data.support if replay_share else None, replay_share=replay_share)
 

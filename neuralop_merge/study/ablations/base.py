@@ -147,14 +147,15 @@ def load_data(settings: AblationSettings, config: StudyConfig, seed: int) -> Stu
 def train_line(config: StudyConfig, seed: int, data: StudyData, processor: IncrementDataProcessor, *,
                settings: AblationSettings, anchor: nn.Module | None = None, optimizer: str = "adamw",
                anchor_seed: int | None = None, network: Network = build_fno, pushforward: int = 0,
-               replay_share: float = 0.0) -> dict[str, nn.Module]:
+               replay_share: float | None = None) -> dict[str, nn.Module]:
     """Anchor (unless given) and endpoint experts of one seed, trained by the study's recipe.
 
     ``anchor_seed`` draws the anchor's initialization and batch order from another seed while
     the data stay those of ``seed``; ``optimizer`` changes the experts' optimizer; ``network``
     builds the anchor's untrained network (the study's FNO by default); ``pushforward`` trains
     the anchor (when trained here) and the experts on up to that many of their own steps;
-    ``replay_share`` draws that share of the experts' training pairs from the support data.
+    ``replay_share`` draws that share of the experts' training pairs from the support data (None: the
+    configuration's ``expert_replay``).
     """
     runs = SeedTrainer(config, seed, settings.device, settings.progress, optimizer=optimizer, pushforward=pushforward)
     if anchor is None:
