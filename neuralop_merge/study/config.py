@@ -225,21 +225,8 @@ FAMILY_DATA: dict[str, dict[str, Any]] = {
 }
 
 
-def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, tuple[int, ...]]:
-    if scale == "quick":  # the demo: one seed, under 10 minutes on 2 CPU cores
-        return (
-            ModelConfig(),
-            DataConfig(n_support=16, n_endpoint=16, n_holdout=2, n_validation=3, n_test=4),
-            TrainConfig(anchor_max_steps=1000, expert_max_steps=300),
-            (0,),
-        )
-    if scale == "small":  # the committed CPU results: five seeds
-        return ModelConfig(), DataConfig(), TrainConfig(), (0, 1, 2, 3, 4)
-    if scale == "small16":  # the small scale with 16 Fourier modes, on seeds no earlier run has drawn
-        # Registered after the endpoint_modes ablation (small scale, seeds 0-2) showed that 8 modes
-        # leave NS2D's low expert no better than its anchor and DiffReact's anchor above its target.
-        # Fresh seeds, so that no test trajectory of this protocol has been looked at.
-        return ModelConfig(n_modes=16), DataConfig(), TrainConfig(), (5, 6, 7, 8, 9)
+def _small16x2_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, tuple[int, ...]]:
+    """The CPU protocols registered one after another from ``small16x2``, each on fresh seeds."""
     if scale == "small16x2":  # small16 with both step caps doubled, on seeds no earlier run has drawn
         # Registered after small16 before any run of it, from in-distribution evidence only: every
         # DiffReact anchor and expert of small16 stopped at its step cap (the stopping rule never
@@ -298,6 +285,26 @@ def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, t
         model, data, train, _ = _scale_settings("small16x2d4ex2")
         experts = {"expert_max_steps": 2 * train.expert_max_steps, "expert_replay": 0.25}
         return model, data, replace(train, **experts), (40, 41, 42, 43, 44)
+    raise StudyConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
+
+
+def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, tuple[int, ...]]:
+    if scale == "quick":  # the demo: one seed, under 10 minutes on 2 CPU cores
+        return (
+            ModelConfig(),
+            DataConfig(n_support=16, n_endpoint=16, n_holdout=2, n_validation=3, n_test=4),
+            TrainConfig(anchor_max_steps=1000, expert_max_steps=300),
+            (0,),
+        )
+    if scale == "small":  # the committed CPU results: five seeds
+        return ModelConfig(), DataConfig(), TrainConfig(), (0, 1, 2, 3, 4)
+    if scale == "small16":  # the small scale with 16 Fourier modes, on seeds no earlier run has drawn
+        # Registered after the endpoint_modes ablation (small scale, seeds 0-2) showed that 8 modes
+        # leave NS2D's low expert no better than its anchor and DiffReact's anchor above its target.
+        # Fresh seeds, so that no test trajectory of this protocol has been looked at.
+        return ModelConfig(n_modes=16), DataConfig(), TrainConfig(), (5, 6, 7, 8, 9)
+    if scale.startswith("small16x2"):
+        return _small16x2_settings(scale)
     if scale == "medium":  # the small scale's model with 2-3x its data and step caps, sized for one GPU
         # Fixed before any medium run, from in-distribution evidence only: at the small scale every
         # anchor of DiffReact and NS2D stopped at its step cap (the stopping rule never fired), and

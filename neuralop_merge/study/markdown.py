@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
 from .config import COMPETENCE_VS_PERSISTENCE
 from .records import LABELS
-from .report import diverged_models
 
 SPLIT_NAMES = {
     "support": "Support (the anchor's regimes)",
@@ -132,6 +131,11 @@ def competence_lines(results: dict[str, Any]) -> list[str]:
         f"low {beats['low']}, high {beats['high']}.",
         divergence_line(c),
     ]
+
+
+def diverged_models(competence: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """The models that broke the no-divergence rule, each with its count of diverged trajectories, from its verdict keys."""
+    return [(model, count) for model, count in competence["diverged_in_distribution"].items() if count]
 
 
 def divergence_line(competence: dict[str, Any]) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -158,11 +157,6 @@ def competence(study: Study, family: str, failure_counts: dict[str, dict[str, in
 def divergence_verdict(diverged: dict[str, int]) -> dict[str, Any]:
     """The no-divergence rule's keys of ``competence`` from each model's count of diverged in-distribution trajectories."""
     return {"diverged_in_distribution": diverged, "no_divergence_in_distribution": not any(diverged.values())}
-
-
-def diverged_models(competence: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """The models that broke the no-divergence rule, each with its count of diverged trajectories, from its verdict keys."""
-    return [(model, count) for model, count in competence["diverged_in_distribution"].items() if count]
 
 
 def beats_anchor(expert: Any, anchor: Any) -> bool:

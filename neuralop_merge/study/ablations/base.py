@@ -32,7 +32,8 @@ from ..data import Regime, StudyData, generate_data
 from ..evaluation import ERROR_CAP, count_failures, log_error, merge_line, persistence, prefix_scores, score, score_prediction
 from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest
-from ..report import IN_DISTRIBUTION_SPLITS, beats_anchor, competence_checks, diverged_models, divergence_verdict
+from ..markdown import diverged_models
+from ..report import IN_DISTRIBUTION_SPLITS, beats_anchor, competence_checks, divergence_verdict
 from ..report import summary as seed_summary
 from ..stats import geometric_mean_ratio
 
