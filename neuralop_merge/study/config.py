@@ -50,6 +50,8 @@ SPLITS = ("support", "id", "interp", "ood")
 
 #: OOD error reductions vs the anchor reported by the CCM study (DiffReact, NS2D, dam break).
 PUBLISHED_OOD_REDUCTION = {"diffreact": 54.2, "ns2d": 42.8, "dam_break": 13.8}
+#: Each endpoint expert's name and its normalized coordinate c.
+ENDPOINTS: tuple[tuple[str, float], ...] = (("low", -1.0), ("high", 1.0))
 #: Competence targets (mean relative L2 over the scored frames of fresh trajectories).
 COMPETENCE_TARGET = {"diffreact": 0.20, "ns2d": 0.10, "dam_break": 0.01}
 #: Each model must also be at most this fraction of the persistence baseline's error.
@@ -225,6 +227,11 @@ FAMILY_DATA: dict[str, dict[str, Any]] = {
 }
 
 
+def _unknown_scale(scale: str) -> StudyConfigError:
+    """The error for a scale no protocol registers."""
+    return StudyConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
+
+
 def _small16x2_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, tuple[int, ...]]:
     """The CPU protocols registered one after another from ``small16x2``, each on fresh seeds."""
     if scale == "small16x2":  # small16 with both step caps doubled, on seeds no earlier run has drawn
@@ -285,7 +292,7 @@ def _small16x2_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfi
         model, data, train, _ = _scale_settings("small16x2d4ex2")
         experts = {"expert_max_steps": 2 * train.expert_max_steps, "expert_replay": 0.25}
         return model, data, replace(train, **experts), (40, 41, 42, 43, 44)
-    raise StudyConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
+    raise _unknown_scale(scale)
 
 
 def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, tuple[int, ...]]:
@@ -328,7 +335,7 @@ def _scale_settings(scale: str) -> tuple[ModelConfig, DataConfig, TrainConfig, t
             TrainConfig(anchor_max_steps=20000, expert_max_steps=5000, steps_per_epoch=500, batch_size=32),
             (0, 1, 2, 3, 4),
         )
-    raise StudyConfigError(f"unknown scale {scale!r}; choose one of {SCALES}")
+    raise _unknown_scale(scale)
 
 
 def scale_seeds(scale: str) -> tuple[int, ...]:

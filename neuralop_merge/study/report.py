@@ -25,7 +25,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..diagnostics import coordinate_law, json_safe
-from .config import COMPETENCE_TARGET, COMPETENCE_VS_PERSISTENCE, PUBLISHED_OOD_REDUCTION, SPLITS, StudyConfig
+from .config import COMPETENCE_TARGET, COMPETENCE_VS_PERSISTENCE, ENDPOINTS, PUBLISHED_OOD_REDUCTION, SPLITS, StudyConfig
 from .evaluation import ERROR_CAP, count_failures, select_variant
 from .records import CCM_VARIANTS, METHODS, MethodScores, RegimeRecord, SeedRecord
 from .stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
@@ -148,7 +148,7 @@ def competence(study: Study, family: str, failure_counts: dict[str, dict[str, in
     }
     beats = {
         name: [beats_anchor(study.errors(r, "id", name, c=c), study.errors(r, "id", "anchor", c=c)) for r in study.records]
-        for name, c in (("low", -1.0), ("high", 1.0))
+        for name, c in ENDPOINTS
     }
     diverged = {m: sum(failure_counts[m][s] for s in IN_DISTRIBUTION_SPLITS) for m in DIVERGENCE_RULE_MODELS}
     return {**competence_checks(values, beats, family), **divergence_verdict(diverged)}

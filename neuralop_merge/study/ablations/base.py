@@ -27,12 +27,12 @@ from ...ccm import CCM
 from ...diagnostics import json_safe
 from ...io import load_model, save_model
 from ...training.processing import IncrementDataProcessor, ProcessedModel
-from ..config import StudyConfig, get_config
+from ..config import ENDPOINTS, StudyConfig, get_config
 from ..data import Regime, StudyData, generate_data
 from ..evaluation import ERROR_CAP, count_failures, log_error, merge_line, persistence, prefix_scores, score, score_prediction
+from ..markdown import diverged_models
 from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest
-from ..markdown import diverged_models
 from ..report import IN_DISTRIBUTION_SPLITS, beats_anchor, competence_checks, divergence_verdict
 from ..report import summary as seed_summary
 from ..stats import geometric_mean_ratio
@@ -210,7 +210,7 @@ def endpoint_errors(line: SeedLine, models: Mapping[str, ProcessedModel]) -> dic
     at = {regime.c: [regime] for regime in line.tests("id")}
     k = line.config.prefix_k
     return {side: {"expert": errors(models[side], at[c], k), "anchor": errors(models["anchor"], at[c], k)}
-            for side, c in (("low", -1.0), ("high", 1.0))}
+            for side, c in ENDPOINTS}
 
 
 def persistence_errors(regimes: Sequence[Regime], k: int) -> list[float]:
@@ -244,7 +244,7 @@ def competence_errors(line: SeedLine) -> dict[str, Any]:
     at its own endpoint (with the anchor there), persistence on both, and each model's diverged
     in-distribution trajectories, all read from one rollout of each model per regime."""
     k, found = line.config.prefix_k, in_distribution_errors(line)
-    endpoints = {side: {"expert": found[side][c], "anchor": found["anchor"][c]} for side, c in (("low", -1.0), ("high", 1.0))}
+    endpoints = {side: {"expert": found[side][c], "anchor": found["anchor"][c]} for side, c in ENDPOINTS}
     return {"anchor_support": [value for regime in line.tests("support") for value in found["anchor"][regime.c]],
             "low_at_low": endpoints["low"]["expert"], "high_at_high": endpoints["high"]["expert"],
             "persistence_id": persistence_errors(line.tests("id"), k),

@@ -37,7 +37,7 @@ import torch
 
 from ...ccm import CCM
 from ...plots import plot_series
-from ..config import COMPETENCE_VS_PERSISTENCE, StudyConfig
+from ..config import COMPETENCE_VS_PERSISTENCE, ENDPOINTS, StudyConfig
 from ..data import Regime, training_set
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
@@ -129,7 +129,7 @@ def perturbed_nets(settings: AblationSettings, line: SeedLine, key: str) -> dict
 def endpoint_sets(settings: AblationSettings, config: StudyConfig, seed: int, n: int) -> dict[str, Any]:
     """The endpoint training sets of ``seed``'s data with ``n`` trajectories per endpoint."""
     folder = settings.folder(config, seed, "data")
-    return {role: training_set(config, seed, role, (c,), n, settings.device, folder) for role, c in (("low", -1.0), ("high", 1.0))}
+    return {role: training_set(config, seed, role, (c,), n, settings.device, folder) for role, c in ENDPOINTS}
 
 
 def ood_errors(ccm: CCM, line: SeedLine) -> dict[str, Any]:

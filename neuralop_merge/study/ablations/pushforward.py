@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .base import LINE_MODELS, AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, scaled_caps, train_line
-from .refits import family_results, low_expert_figure, markdown
+from .refits import low_expert_figure, run_refits
 
 NAME = "pushforward"
 FAMILIES = ("diffreact",)
@@ -66,10 +66,7 @@ def variant_line(settings: AblationSettings, line: SeedLine, key: str) -> SeedLi
 
 
 def run(settings: AblationSettings) -> AblationOutput:
-    families = settings.families or FAMILIES
-    by_family = {family: family_results(settings, family, variant_line, tuple(VARIANTS)) for family in families}
-    return AblationOutput({"variants": {key: variant._asdict() for key, variant in VARIANTS.items()},
-                           "by_family": by_family}, markdown(by_family, tuple(VARIANTS)))
+    return run_refits(settings, FAMILIES, variant_line, VARIANTS)
 
 
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:

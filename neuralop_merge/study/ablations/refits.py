@@ -11,14 +11,14 @@ and the optimizer steps, in one table and one figure.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ...plots import plot_series
 from ..config import COMPETENCE_VS_PERSISTENCE
 from ..markdown import captioned_table
-from .base import (LINE_MODELS, AblationSettings, Draw, SeedLine, competence, competence_errors, diverged_cell, endpoint_gain,
+from .base import (LINE_MODELS, AblationOutput, AblationSettings, Draw, SeedLine, competence, competence_errors, diverged_cell, endpoint_gain,
                    errors, interval, seed_line, summary)
 from .direction_stability import by_side, ood_errors, per_ood_side, pooled, side_cuts
 
@@ -40,6 +40,14 @@ def seed_results(settings: AblationSettings, family: str, seed: int, refit: Refi
         settings.log(f"  {family} seed {seed}: {key}")
         out[key] = line_scores(refit(settings, line, key))
     return out
+
+
+def run_refits(settings: AblationSettings, families: Sequence[str], refit: Refit,
+               variants: Mapping[str, NamedTuple]) -> AblationOutput:
+    """The ablation's output: each family's runs (:func:`family_results`), its variants' settings and its table."""
+    by_family = {family: family_results(settings, family, refit, tuple(variants)) for family in settings.families or families}
+    return AblationOutput({"variants": {key: variant._asdict() for key, variant in variants.items()}, "by_family": by_family},
+                          markdown(by_family, tuple(variants)))
 
 
 def run_table(seeds: list[dict[str, Any]], family: str) -> dict[str, Any]:
@@ -117,4 +125,4 @@ def competent(checks: Mapping[str, Any]) -> bool:
             and checks["no_divergence_in_distribution"])
 
 
-__all__ = ["Refit", "competent", "family_results", "line_scores", "low_expert_figure", "markdown", "run_table", "seed_results"]
+__all__ = ["Refit", "competent", "family_results", "line_scores", "low_expert_figure", "markdown", "run_refits", "run_table", "seed_results"]
