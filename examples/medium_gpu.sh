@@ -8,7 +8,9 @@
 #
 # Environment: SCALE (default medium), FAMILIES (default "diffreact ns2d dam_break"), SEEDS (default
 # the scale's own), DEVICE (cuda),
-# EXTRA (more options for every seed's run, e.g. "--set n_test=2" for a smoke test).
+# EXTRA (more options for every seed's run, e.g. "--set n_test=2" for a smoke test, or "--model-jobs 4" to train
+# each seed's models side by side), SCRATCH (the per-seed folders and logs; default a fresh temporary folder,
+# removed after a run without failures; one named here is kept, so that a run cut short leaves its finished seeds).
 # The committed examples/results/medium/ came from this script on one NVIDIA H200 (15 seeds in 7 min).
 # examples/results/medium16/ came from the same per-seed commands on one NVIDIA H100 (15 seeds in under 9 min),
 # launched by a device wrapper that packed each finished record as it came but not the snapshots; their
@@ -24,7 +26,8 @@ out=${1:-examples/results/$scale}
 families=${FAMILIES:-diffreact ns2d dam_break}
 seeds=${SEEDS:-$(python -c "from neuralop_merge.study.config import scale_seeds; print(*scale_seeds('$scale'))")}
 device=${DEVICE:-cuda}
-scratch=$(mktemp -d)
+scratch=${SCRATCH:-$(mktemp -d)}
+mkdir -p "$scratch"
 if [[ $device == cuda* ]] && command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=$scratch/mps CUDA_MPS_LOG_DIRECTORY=$scratch/mps-log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
@@ -62,5 +65,5 @@ for family in $families; do
     python examples/"$family".py --scale "$scale" --no-progress --out "$out/$family" $(printf -- '--seed %s ' $seeds) ${EXTRA:-} | tail -n 4
   fi
 done
-[[ $failed == 0 ]] && rm -rf "$scratch"  # on failure the logs stay for reading
+[[ $failed == 0 && -z ${SCRATCH:-} ]] && rm -rf "$scratch"  # on failure the logs stay for reading
 exit $failed

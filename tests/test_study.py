@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from neuralop.models import FNO
 
 from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
@@ -27,7 +28,9 @@ from neuralop_merge.study.pipeline import (config_digest, load_record, read_reco
 from neuralop_merge.study.records import METHODS, MethodScores, RegimeRecord, SeedRecord, Selection
 from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, Study, competence, failures
 from neuralop_merge.study.script import main as study_main, parse_setting
+from neuralop_merge.study.side_by_side import move_all
 from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
+from neuralop_merge.training.processing import IncrementDataProcessor, ProcessedModel
 
 TINY = [
     "resolution=16", "n_frames=8", "n_support=2", "n_endpoint=2", "n_holdout=1", "n_validation=1", "n_test=1",
@@ -331,6 +334,40 @@ def test_one_seed_prints_no_zero_spread_and_names_its_command(demo_run, capsys):
     # Running it again reuses the finished seed instead of training anything.
     assert main(argv) == 0
     assert "reusing" in capsys.readouterr().out
+
+
+def test_a_seeds_models_trained_side_by_side_are_the_models_trained_one_after_another(tmp_path):
+    config = get_config("dam_break", "quick").with_overrides(seeds=(5,), **dict(parse_setting(setting) for setting in TINY))
+    config = replace(config, train=replace(config.train, patience_fraction=None))  # every run to its cap
+    quiet = {"progress": False, "log": lambda text: None, "figures": False}
+    run_study(config, tmp_path / "side", model_jobs=4, **quiet)
+    run_study(config, tmp_path / "here", **quiet)
+
+    def payload(folder):
+        return read_record_payload(folder / "records" / "seed_5.json.gz")["record"]
+
+    side, here = payload(tmp_path / "side"), payload(tmp_path / "here")
+    assert {**side, "seconds": None} == {**here, "seconds": None}
+    assert list(side["steps"]) == list(here["steps"]) and list(side["seconds"]) == list(here["seconds"])
+    with pytest.raises(StudyConfigError, match="step cap"):  # budgets that would wait on the experts' stopping
+        run_study(config.with_overrides(patience_fraction=0.5), tmp_path / "rule", model_jobs=2, **quiet)
+    with pytest.raises(StudyConfigError, match="model_jobs must be at least 1"):
+        run_study(config, tmp_path / "none", model_jobs=0, **quiet)
+
+
+def test_moving_a_model_between_workers_moves_the_tensors_its_modules_keep_outside_their_state():
+    # An FNO caches its positional grid on the device of its first forward pass and Module.to leaves the
+    # cache there; on a GPU that broke side-by-side training twice (a CUDA grid outliving its worker, then
+    # a CPU grid beside CUDA weights). The meta device stands in for a GPU here.
+    net = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=4, n_layers=1)
+    processor = IncrementDataProcessor.fit(torch.randn(2, 3, 1, 8, 8))
+    model = ProcessedModel(net, processor)
+    model(torch.zeros(1, 1, 8, 8))
+    assert net.positional_embedding._grid[0].device.type == "cpu"
+    assert move_all(model, "meta") is model
+    strays = [*net.positional_embedding._grid, processor.in_normalizer.squared_mean]
+    state = [value for value in model.state_dict().values() if isinstance(value, torch.Tensor)]
+    assert {tensor.device.type for tensor in [*strays, *state]} == {"meta"}
 
 
 def test_seeds_run_in_worker_processes_give_the_records_of_a_run_here(tmp_path):

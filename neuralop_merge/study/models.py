@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,11 +98,16 @@ class SeedTrainer:
     steps: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def budget(self, max_steps: int) -> int:
+        """The optimizer steps of a run capped at ``max_steps`` that goes to its cap: whole epochs, at least one."""
+        per_epoch = self.config.train.steps_per_epoch
+        return max(1, max_steps // per_epoch) * per_epoch
+
     def settings(self, name: str, max_steps: int, lr: float) -> TrainingSettings:
         """The recipe's settings of run ``name`` capped at ``max_steps`` (one epoch per evaluation)."""
         train = self.config.train
         return TrainingSettings(
-            n_epochs=max(1, max_steps // train.steps_per_epoch), lr=lr, weight_decay=train.weight_decay,
+            n_epochs=self.budget(max_steps) // train.steps_per_epoch, lr=lr, weight_decay=train.weight_decay,
             scheduler="onecycle", seed=derive_seed(self.seed, "train", name) % (2**31), device=self.device,
             progress=self.progress, grad_clip=train.grad_clip, patience=train.patience(max_steps),
             optimizer=self.optimizer, pushforward=self.pushforward,
@@ -142,15 +147,17 @@ class SeedTrainer:
         self.seconds[name], self.steps[name] = time.perf_counter() - start, net.provenance["steps"]
         return ProcessedModel(net, processor)
 
-    def finetune(self, anchor: ProcessedModel, data: StudyData, *, replay_share: float | None = None) -> dict[str, ProcessedModel]:
-        """The two endpoint experts, fine-tuned from the anchor's network.
+    def finetune(self, anchor: ProcessedModel, data: StudyData, *, replay_share: float | None = None,
+                 names: Sequence[str] = ("low", "high")) -> dict[str, ProcessedModel]:
+        """The endpoint experts ``names`` (both by default), fine-tuned from the anchor's network.
 
         ``replay_share`` > 0 draws that share of each expert's training pairs from the anchor's support
         data; None takes the configuration's ``expert_replay``.
         """
         regimes = self.config.regimes
+        endpoints = {"low": (regimes.low, data.low), "high": (regimes.high, data.high)}
         replay_share = self.config.train.expert_replay if replay_share is None else replay_share
-        return self.finetune_at(anchor, {"low": (regimes.low, data.low), "high": (regimes.high, data.high)},
+        return self.finetune_at(anchor, {name: endpoints[name] for name in names},
                                 replay=data.support if replay_share else None, replay_share=replay_share)
 
     def finetune_at(self, anchor: ProcessedModel, parts: Mapping[str, tuple[float, TrainingSet]], *,
@@ -185,28 +192,51 @@ def conditioned_data(data: StudyData, noise: float) -> tuple[TrainingSet, Increm
     return pooled, processor
 
 
+def fit_anchor(runs: SeedTrainer, data: StudyData) -> ProcessedModel:
+    """The anchor: from scratch on the support regimes, behind the processor fitted on them."""
+    config, channels = runs.config, len(families.get(runs.config.family).channels)
+    processor = IncrementDataProcessor.fit(data.support.trajectories, noise=config.train.noise)
+    net = build_fno(config, channels, channels, runs.seed, "anchor")
+    return runs.fit("anchor", net, data.support, processor, config.train.anchor_max_steps, config.train.lr)
+
+
+def fit_expert(runs: SeedTrainer, anchor: ProcessedModel, data: StudyData, name: str) -> ProcessedModel:
+    """The endpoint expert ``name`` ("low" or "high") alone; the same network as when trained with the other."""
+    return runs.finetune(anchor, data, names=(name,))[name]
+
+
+def fit_anchor_extra(runs: SeedTrainer, anchor: ProcessedModel, data: StudyData, steps: int) -> ProcessedModel:
+    """``anchor_extra``: a copy of the anchor trained on its support for ``steps`` more steps, at the experts' rate."""
+    net = copy.deepcopy(anchor.net)
+    return runs.fit("anchor_extra", net, data.support, anchor.processor, steps, runs.config.train.expert_lr)
+
+
+def fit_conditioned(runs: SeedTrainer, data: StudyData, steps: int) -> ProcessedModel:
+    """The parameter-conditioned FNO, from scratch on support and endpoint data, capped at ``steps``."""
+    config, channels = runs.config, len(families.get(runs.config.family).channels)
+    pooled, processor = conditioned_data(data, config.train.noise)
+    net = build_fno(config, channels + 1, channels, runs.seed, "conditioned")
+    return runs.fit("conditioned", net, pooled, processor, steps, config.train.lr, conditioned=True)
+
+
 def train_models(
     config: StudyConfig, data: StudyData, seed: int, *, device: str = "cpu", progress: bool = True, log: Log = print
 ) -> Models:
-    """Anchor, experts, ``anchor_extra`` and the conditioned FNO of one seed (see the module docstring)."""
-    train, channels = config.train, len(families.get(config.family).channels)
+    """Anchor, experts, ``anchor_extra`` and the conditioned FNO of one seed, one after another (see the module docstring)."""
     runs = SeedTrainer(config, seed, device, progress)
-    processor = IncrementDataProcessor.fit(data.support.trajectories, noise=train.noise)
     log(f"  anchor on the support c = {list(config.regimes.support)}")
-    anchor_net = build_fno(config, channels, channels, seed, "anchor")
-    anchor = runs.fit("anchor", anchor_net, data.support, processor, train.anchor_max_steps, train.lr)
+    anchor = fit_anchor(runs, data)
     log("  endpoint experts at c = -1 and +1")
     experts = runs.finetune(anchor, data)
     expert_steps = runs.steps["low"] + runs.steps["high"]
     log(f"  anchor_extra: the anchor trained on for the experts' {expert_steps} steps")
-    extra = runs.fit("anchor_extra", copy.deepcopy(anchor.net), data.support, processor, expert_steps, train.expert_lr)
+    extra = fit_anchor_extra(runs, anchor, data, expert_steps)
     log("  parameter-conditioned FNO on the same data")
-    pooled, cond_processor = conditioned_data(data, train.noise)
-    conditioned = runs.fit(
-        "conditioned", build_fno(config, channels + 1, channels, seed, "conditioned"), pooled, cond_processor,
-        runs.steps["anchor"] + expert_steps, train.lr, conditioned=True,
-    )
+    conditioned = fit_conditioned(runs, data, runs.steps["anchor"] + expert_steps)
     return Models(anchor, experts["low"], experts["high"], extra, conditioned, runs.steps, runs.seconds)
 
 
-__all__ = ["Conditioned", "Models", "SeedTrainer", "build_fno", "conditioned_data", "train_models", "with_coordinate_channel"]
+__all__ = [
+    "Conditioned", "Models", "SeedTrainer", "build_fno", "conditioned_data", "fit_anchor", "fit_anchor_extra", "fit_conditioned",
+    "fit_expert", "train_models", "with_coordinate_channel",
+]

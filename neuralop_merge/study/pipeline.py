@@ -33,6 +33,7 @@ from .evaluation import evaluate_seed
 from .models import train_models
 from .records import SNAPSHOT_FILE, SeedRecord
 from .report import write_outputs
+from .side_by_side import check_fixed_budgets, train_models_side_by_side
 
 Log = Callable[[str], None]
 
@@ -57,13 +58,17 @@ def describe_device(device: str) -> str:
     return device
 
 
-def run_seed(config: StudyConfig, seed: int, *, device: str = "cpu", progress: bool = True, log: Log = print) -> SeedRecord:
-    """Everything for one seed: data, training, evaluation."""
+def run_seed(config: StudyConfig, seed: int, *, device: str = "cpu", progress: bool = True, log: Log = print,
+             model_jobs: int = 1) -> SeedRecord:
+    """Everything for one seed: data, training (``model_jobs`` runs at once, see :mod:`.side_by_side`), evaluation."""
     started = time.perf_counter()
     log("  simulating the data")
     data = generate_data(config, seed, device=device, progress=progress)
     data_seconds = time.perf_counter() - started
-    models = train_models(config, data, seed, device=device, progress=progress, log=log)
+    if model_jobs > 1:
+        models = train_models_side_by_side(config, data, seed, device=device, workers=model_jobs, log=log)
+    else:
+        models = train_models(config, data, seed, device=device, progress=progress, log=log)
     log("  evaluation: validation choices, α sweeps, every method on every test regime")
     start = time.perf_counter()
     record = evaluate_seed(config, data, models, seed, device=device, progress=progress)
@@ -127,14 +132,15 @@ def log_with_prefix(prefix: str, text: str) -> None:
     print(f"{prefix} {text}", flush=True)
 
 
-def run_seed_in_worker(config: StudyConfig, seed: int, device: str, threads: int) -> SeedRecord:
+def run_seed_in_worker(config: StudyConfig, seed: int, device: str, threads: int, model_jobs: int) -> SeedRecord:
     """:func:`run_seed` in a worker process: its own thread count, no progress bars, log lines tagged with the seed."""
     torch.set_num_threads(threads)
-    return run_seed(config, seed, device=device, progress=False, log=functools.partial(log_with_prefix, f"[seed {seed}]"))
+    log = functools.partial(log_with_prefix, f"[seed {seed}]")
+    return run_seed(config, seed, device=device, progress=False, log=log, model_jobs=model_jobs)
 
 
 def run_missing_seeds(config: StudyConfig, missing: list[int], out: Path, digest: str, *, device: str, progress: bool,
-                      jobs: int, log: Log) -> dict[int, SeedRecord]:
+                      jobs: int, log: Log, model_jobs: int = 1) -> dict[int, SeedRecord]:
     """Train and evaluate each seed of ``missing``, saving each record the moment it is done.
 
     The snapshot figure always shows the first missing seed, whichever worker finishes first, so that
@@ -150,13 +156,14 @@ def run_missing_seeds(config: StudyConfig, missing: list[int], out: Path, digest
     if jobs == 1 or len(missing) == 1:
         for index, seed in enumerate(missing):
             log(f"== {config.family} ({config.scale}) seed {seed} [{index + 1}/{len(missing)} to run] ==")
-            keep(run_seed(config, seed, device=device, progress=progress, log=log))
+            keep(run_seed(config, seed, device=device, progress=progress, log=log, model_jobs=model_jobs))
         return records
     log(f"== {config.family} ({config.scale}) seeds {missing}: {min(jobs, len(missing))} worker processes ==")
     # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(missing)), mp_context=context) as pool:
-        futures = {pool.submit(run_seed_in_worker, config, seed, device, torch.get_num_threads()): seed for seed in missing}
+        threads = torch.get_num_threads()
+        futures = {pool.submit(run_seed_in_worker, config, seed, device, threads, model_jobs): seed for seed in missing}
         errors = {}
         for future in as_completed(futures):
             seed = futures[future]
@@ -172,7 +179,7 @@ def run_missing_seeds(config: StudyConfig, missing: list[int], out: Path, digest
 
 
 def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", progress: bool = True,
-              command: str = "", log: Log = print, figures: bool = True, jobs: int = 1) -> dict[str, Any]:
+              command: str = "", log: Log = print, figures: bool = True, jobs: int = 1, model_jobs: int = 1) -> dict[str, Any]:
     """Run (or resume) every seed of ``config``, then write results.json, results.md and the figures.
 
     Parameters
@@ -181,14 +188,20 @@ def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", prog
         How many seeds to run at once, each in its own process (default 1: one after another, here).
         Worker processes print their own log lines, tagged with the seed, to standard output (``log``
         cannot cross into them); ``log`` gets the lines of this process.
+    model_jobs
+        How many of one seed's training runs to run at once, each in its own process (default 1; see
+        :mod:`.side_by_side`, which needs every run trained to its step cap). The models are the same.
 
     Returns
     -------
     dict
         The content of results.json.
     """
-    if jobs < 1:
-        raise StudyConfigError(f"jobs must be at least 1, got {jobs}")
+    for name, count in (("jobs", jobs), ("model_jobs", model_jobs)):
+        if count < 1:
+            raise StudyConfigError(f"{name} must be at least 1, got {count}")
+    if model_jobs > 1:
+        check_fixed_budgets(config)
     out, digest = Path(out), config_digest(config)
     out.mkdir(parents=True, exist_ok=True)
     saved = {seed: saved_record_path(out, seed) for seed in config.seeds}
@@ -198,7 +211,8 @@ def run_study(config: StudyConfig, out: str | Path, *, device: str = "cpu", prog
             log(f"== seed {seed}: reusing {path} ==")
     missing = [seed for seed, record in records.items() if record is None]
     if missing:
-        records.update(run_missing_seeds(config, missing, out, digest, device=device, progress=progress, jobs=jobs, log=log))
+        records.update(run_missing_seeds(config, missing, out, digest, device=device, progress=progress, jobs=jobs, log=log,
+                                         model_jobs=model_jobs))
     return write_outputs(config, [records[seed] for seed in config.seeds], out, command=command, device=device, figures=figures)
 
 

@@ -30,6 +30,7 @@ class StudyRun:
     device: str | None = None
     threads: int = 1
     jobs: int = 1
+    model_jobs: int = 1
     progress: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -72,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str)
     parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                         help="run N seeds at once, one process each with --threads threads (default 1; "
                              "on a 2-core machine, 2 halves a multi-seed run's time)")
+    parser.add_argument("--model-jobs", type=positive_int, default=1, metavar="N",
+                        help="train N of a seed's models at once, one process each (default 1; the models are the same; "
+                             "needs every run trained to its step cap, as from small16x2d4lrcap on; 4 keeps them all "
+                             "busy, for a machine with cores to spare such as a GPU host)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                         help="override one study setting, e.g. --set n_test=2 --set anchor_max_steps=20 (tests, smoke runs)")
@@ -80,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, scale: str, out_help: str)
 def run_from_args(args: argparse.Namespace, family: str, default_out: Path) -> StudyRun:
     return StudyRun(
         family=family, scale=args.scale, out=args.out or default_out, seeds=tuple(args.seeds) if args.seeds else None,
-        device=args.device, threads=args.threads, jobs=args.jobs, progress=not args.no_progress, overrides=dict(args.set),
+        device=args.device, threads=args.threads, jobs=args.jobs, model_jobs=args.model_jobs, progress=not args.no_progress,
+        overrides=dict(args.set),
     )
 
 
@@ -97,7 +103,8 @@ def execute(run: StudyRun, command: str) -> dict[str, Any]:
     config = get_config(run.family, run.scale).with_overrides(seeds=run.seeds, **run.overrides)
     print(f"CCM study: {config.family}, {config.scale} scale, seeds {list(config.seeds)}, device {device} -> {run.out}")
     started = time.perf_counter()
-    results = run_study(config, run.out, device=device, progress=run.progress, command=command, jobs=run.jobs)
+    results = run_study(config, run.out, device=device, progress=run.progress, command=command, jobs=run.jobs,
+                        model_jobs=run.model_jobs)
     print(headline(results))
     print(f"Done in {(time.perf_counter() - started) / 60:.1f} min. Results: {run.out / 'results.md'}")
     return results
