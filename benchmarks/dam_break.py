@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from run import write_results  # benchmarks/run.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANAR_RESOLUTIONS = (64, 128, 256)
@@ -221,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "frames_per_second_ratio_128": after["frames_per_second"]["128"] / before["frames_per_second"]["128"],
         **results,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
+    write_results(args.json, report)
     print(json.dumps({key: report[key] for key in ("planar_l1_128", "radial_l1_closer", "frames_per_second_ratio_128")}))
     return 0
 

@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from neuralop_merge import families
+from run import write_results  # benchmarks/run.py, beside this script
 
 DEMO = {"family": "diffreact", "n_regimes": 5, "n_per_param": 32, "n_frames": 50, "resolution": 32}
 
@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
               f"at {demo['resolution']}^2): {demo['seconds']:.1f} s", flush=True)
         results.append(demo)
     report = {"machine": machine_info(), "quick": args.quick, "results": results}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
+    write_results(args.json, report)
     return 0
 
 

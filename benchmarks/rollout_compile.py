@@ -48,7 +48,7 @@ from neuralop.models import FNO
 from torch import Tensor, nn
 
 from neuralop_merge import rollout
-from run import machine_info  # benchmarks/run.py, beside this script
+from run import machine_info, write_results  # benchmarks/run.py, beside this script
 
 TARGET = 1.2
 N_STEPS = 20
@@ -190,8 +190,7 @@ def write_report(path: Path, per_config: dict[str, Any], repeats: int) -> dict[s
         "complete": len(per_config) == len(CONFIGS),
         "per_config": per_config,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    write_results(path, report)
     return {"rollout_compile_speedup": value, "by_variant": worst_case}
 
 

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from run import write_results  # benchmarks/run.py, beside this script
+
 TARGET = 1.5
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -119,8 +121,7 @@ def main() -> None:
             f"{size:g}MiB": measure(size, baseline_kib, list_details_kib) for size in args.sizes_mib
         },
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    write_results(args.json, results)
     print(json.dumps(results, indent=2))
 
 

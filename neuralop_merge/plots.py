@@ -195,6 +195,19 @@ def _tick_angle(names: Sequence[str]) -> dict[str, Any]:
     return {"rotation": 40, "ha": "right", "rotation_mode": "anchor"}
 
 
+def _line(axes: Any, positions: Sequence[float], values: Sequence[float], band: tuple | None, **style: Any) -> None:
+    axes.plot(positions, values, marker="o", **style)
+    if band is not None:
+        axes.fill_between(positions, *band, color=style["color"], alpha=0.2, linewidth=0)
+
+
+def _points(axes: Any, positions: Sequence[float], values: Sequence[float], band: tuple | None, **style: Any) -> None:
+    lo, hi = band if band is not None else (values, values)
+    below = [value - low for value, low in zip(values, lo)]
+    above = [high - value for value, high in zip(values, hi)]
+    axes.errorbar(positions, values, yerr=[below, above], fmt="o", capsize=3, **style)
+
+
 def plot_series(
     x: Sequence[float] | Sequence[str],
     series: Mapping[str, Sequence[float]],
@@ -207,6 +220,7 @@ def plot_series(
     ylabel: str = "rollout relative L2",
     logx: bool = False,
     logy: bool = True,
+    joined: bool = True,
     overwrite: bool = True,
 ) -> Path:
     """One line per label over ``x``, with optional (lo, hi) bands (confidence intervals) and levels.
@@ -222,16 +236,22 @@ def plot_series(
         shaded around the label's line, in its colour
     hlines : Mapping[label, float], optional
         dashed horizontal levels (a method that does not depend on ``x``)
+    joined : bool, default True
+        each label's points joined by a line, its band shaded; False draws separate points with error
+        bars, each label's set a little to the side, for categories in no order (an ablation's runs),
+        where a line would suggest a trend between them
     """
     categorical = any(isinstance(value, str) for value in x)
     names = [str(value) for value in x] if categorical or logx else None
     positions = list(range(len(x))) if categorical else list(x)
     figure, axes = _figure()
     for index, (label, values) in enumerate(series.items()):
-        color = f"C{index % 10}"
-        axes.plot(positions, values, marker="o", color=color, label=str(label))
-        if bands and label in bands:
-            axes.fill_between(positions, *bands[label], color=color, alpha=0.2, linewidth=0)
+        band = (bands or {}).get(label)
+        if joined:
+            _line(axes, positions, values, band, color=f"C{index % 10}", label=str(label))
+        else:
+            offset = 0.08 * (index - (len(series) - 1) / 2)
+            _points(axes, [position + offset for position in positions], values, band, color=f"C{index % 10}", label=str(label))
     for index, (label, level) in enumerate((hlines or {}).items()):
         axes.axhline(level, color=f"C{(len(series) + index) % 10}", linestyle="--", linewidth=1, label=str(label))
     values = [v for line in series.values() for v in line] + list((hlines or {}).values())

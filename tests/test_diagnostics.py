@@ -153,6 +153,22 @@ def test_series_over_categories_names_each_tick(tmp_path, monkeypatch):
     assert [line.get_xdata().tolist() for line in alpha.get_lines()] == [[0.5, 1.0, 1.5]]  # numbers stay where they are
 
 
+def test_unordered_runs_are_points_with_error_bars_not_a_line(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path, overwrite: saved.append(figure))
+    runs, series = ["reference", "replay:0.1", "replay:0.25"], {"a": [0.3, 0.2, 0.4], "b": [0.5, 0.6, 0.7]}
+    bands = {"a": ([0.25, 0.1, 0.35], [0.4, 0.3, 0.45])}
+    plots.plot_series(runs, series, tmp_path / "runs.png", bands=bands, joined=False)
+    (axes,) = saved[0].axes
+    markers = [line for line in axes.get_lines() if line.get_marker() == "o"]
+    assert [line.get_linestyle() for line in markers] == ["None", "None"]  # nothing drawn between runs
+    a, b = (line.get_xdata().tolist() for line in markers)
+    assert a == pytest.approx([-0.04, 0.96, 1.96]) and b == pytest.approx([0.04, 1.04, 2.04])  # side by side at each run
+    (bars,) = axes.containers[0].lines[2]  # the vertical bars of the first label (its band)
+    assert [segment[:, 1].tolist() for segment in bars.get_segments()] == [[0.25, 0.4], [0.1, 0.3], [0.35, 0.45]]
+    assert [label.get_text() for label in axes.get_xticklabels()] == runs
+
+
 def test_many_long_category_names_are_tilted_and_end_at_their_tick(tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(plots, "_save", lambda figure, path, overwrite: saved.append(figure))

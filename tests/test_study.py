@@ -337,8 +337,9 @@ def test_one_seed_prints_no_zero_spread_and_names_its_command(demo_run, capsys):
 
 
 def test_a_seeds_models_trained_side_by_side_are_the_models_trained_one_after_another(tmp_path):
-    config = get_config("dam_break", "quick").with_overrides(seeds=(5,), **dict(parse_setting(setting) for setting in TINY))
-    config = replace(config, train=replace(config.train, patience_fraction=None))  # every run to its cap
+    settings = dict(parse_setting(setting) for setting in [*TINY, "patience_fraction=None"])  # every run to its cap
+    config = get_config("dam_break", "quick").with_overrides(seeds=(5,), **settings)
+    assert config.train.patience_fraction is None
     quiet = {"progress": False, "log": lambda text: None, "figures": False}
     run_study(config, tmp_path / "side", model_jobs=4, **quiet)
     run_study(config, tmp_path / "here", **quiet)

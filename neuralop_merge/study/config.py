@@ -191,11 +191,15 @@ class StudyConfig:
             raise StudyConfigError(f"n_frames must exceed prefix_k + 1 = {self.prefix_k + 1}, got {frames}")
 
     def with_overrides(self, **overrides: Any) -> StudyConfig:
-        """A copy with fields of the nested configs replaced by name (``seeds``, ``n_test``, ``anchor_max_steps``...)."""
+        """A copy with fields of the nested configs replaced by name (``seeds``, ``n_test``, ``anchor_max_steps``...).
+
+        ``seeds=None`` keeps the scale's seeds; any other None is set as given (``patience_fraction=None``
+        turns the stopping rule off, ``n_frames=None`` takes the family's own count).
+        """
         parts: dict[str, Any] = {"data": self.data, "train": self.train, "model": self.model}
         top: dict[str, Any] = {}
         for name, value in overrides.items():
-            if value is None:
+            if name == "seeds" and value is None:
                 continue
             owner = next((key for key, part in parts.items() if name in part.__dataclass_fields__), None)
             if owner is not None:

@@ -62,8 +62,8 @@ def check_fixed_budgets(config: StudyConfig) -> None:
     if config.train.patience_fraction is not None:
         raise StudyConfigError(
             f"model_jobs > 1 needs every run trained to its step cap, as at small16x2d4lrcap and the scales registered "
-            f"after it; at {config.scale!r} the stopping rule is on, so anchor_extra's and the conditioned FNO's budgets "
-            f"wait for the experts' steps"
+            f"after it; at {config.scale!r} the stopping rule is on (--set patience_fraction=None turns it off), so "
+            f"anchor_extra's and the conditioned FNO's budgets wait for the experts' steps"
         )
 
 

@@ -88,7 +88,7 @@ def low_expert_figure(results: Mapping[str, Any], title: str) -> Draw:
                      for family, table in by_family.items()},
         hlines={f"{family}: {COMPETENCE_VS_PERSISTENCE} × persistence": COMPETENCE_VS_PERSISTENCE * table["persistence_id"]
                 for family, table in by_family.items()},
-        logy=False, xlabel="run", title=f"{title} (95 % CI over seeds)")
+        logy=False, joined=False, xlabel="run", title=f"{title} (95 % CI over seeds)")
 
 
 def markdown(by_family: dict[str, Any], keys: Sequence[str]) -> str:
