@@ -51,7 +51,7 @@ def move_all(model: nn.Module, device: str | torch.device) -> nn.Module:
 
 
 def fit_in_worker(fit: Callable[..., ProcessedModel], runs: SeedTrainer, threads: int, *args: Any) -> RunResult:
-    """One run in a worker process: a model among ``args`` (the anchor) goes to the run's device, and the result comes back on the CPU."""
+    """One run in a worker process: a model among ``args`` (the anchor) goes to the run's device, the result to the CPU."""
     torch.set_num_threads(threads)
     args = tuple(move_all(arg, runs.device) if isinstance(arg, nn.Module) else arg for arg in args)
     model = fit(runs, *args)
@@ -59,6 +59,7 @@ def fit_in_worker(fit: Callable[..., ProcessedModel], runs: SeedTrainer, threads
 
 
 def check_fixed_budgets(config: StudyConfig) -> None:
+    """Refuse a configuration whose runs may stop early: their budgets could not be set before the experts finish."""
     if config.train.patience_fraction is not None:
         raise StudyConfigError(
             f"model_jobs > 1 needs every run trained to its step cap, as at small16x2d4lrcap and the scales registered "
