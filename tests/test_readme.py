@@ -78,3 +78,12 @@ def test_every_results_table_in_the_readme_is_what_its_command_prints():
         table = readme_table([root / folder for folder in folders.split()])
         following = text.split(f"study.table {folders}`", 1)[1]
         assert table in following.split("\n\n- ", 1)[0], folders
+
+
+def test_the_results_index_names_every_committed_results_folder_and_only_those():
+    results = README.parent / "examples" / "results"
+    named = set(re.findall(r"`([\w-]+)/`", (results / "README.md").read_text()))
+    folders = {path.name for path in results.iterdir() if path.is_dir() and not path.name.startswith("ablations")}
+    assert folders <= named, f"examples/results/README.md does not say what {sorted(folders - named)} hold"
+    missing = named - {"ablations"} - folders
+    assert not missing, f"examples/results/README.md names folders that are not there: {sorted(missing)}"
