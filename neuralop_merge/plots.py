@@ -246,12 +246,12 @@ def plot_series(
     positions = list(range(len(x))) if categorical else list(x)
     figure, axes = _figure()
     for index, (label, values) in enumerate(series.items()):
-        band = (bands or {}).get(label)
+        band, style = (bands or {}).get(label), {"color": f"C{index % 10}", "label": str(label)}
         if joined:
-            _line(axes, positions, values, band, color=f"C{index % 10}", label=str(label))
+            _line(axes, positions, values, band, **style)
         else:
             offset = 0.08 * (index - (len(series) - 1) / 2)
-            _points(axes, [position + offset for position in positions], values, band, color=f"C{index % 10}", label=str(label))
+            _points(axes, [position + offset for position in positions], values, band, **style)
     for index, (label, level) in enumerate((hlines or {}).items()):
         axes.axhline(level, color=f"C{(len(series) + index) % 10}", linestyle="--", linewidth=1, label=str(label))
     values = [v for line in series.values() for v in line] + list((hlines or {}).values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -213,3 +214,14 @@ def test_experts_build_the_merge_line(anchor: FNO, experts: dict[str, nn.Module]
     CCM.from_experts(anchor, experts)
     with pytest.raises(TrainingError, match=fingerprint(anchor)):
         CCM.from_experts(tiny_fno(seed=1), experts)
+
+
+def test_a_model_that_last_ran_on_another_device_trains_here(anchor: FNO) -> None:
+    # neuraloperator caches its positional grid where the model last ran, and Module.to leaves it there.
+    # The meta device stands in for the GPU of a worker that trained the anchor.
+    model = copy.deepcopy(anchor)
+    model(heat_trajectories(LOW, 1, 1, seed=5)[:, 0])  # builds the cache here
+    model.positional_embedding._grid = [grid.to("meta") for grid in model.positional_embedding._grid]
+    expert = finetune_endpoints(model, {"low": (LOW, heat_loader(LOW, seed=2))}, n_epochs=1, lr=1e-2, progress=False)["low"]
+    assert expert.provenance["steps"] > 0
+    assert {grid.device.type for grid in expert.positional_embedding._grid} == {"cpu"}

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, TrainingError
+from ..rollout import forget_grids_elsewhere
 from .checkpoint import load_checkpoint, save_checkpoint, tensor_state
 from .distributed import is_main_process, require_process_group, unwrap, wrap_data_parallel
 from .seeding import seed_epoch
@@ -160,6 +161,9 @@ class FinetuneTrainer(Trainer):
         dict
             Metrics of the last epoch (``avg_loss`` per sample, ``val_l2``, ...).
         """
+        # The parent's ``model.to(device)`` leaves neuraloperator's cached positional grids behind: a model
+        # that ran elsewhere (a worker's GPU, the CPU) would meet its old grid in the first forward pass.
+        forget_grids_elsewhere(self.model, torch.device(self.device))
         if self.data_parallel:
             self.model = wrap_data_parallel(self.model, self.device)
         try:
