@@ -52,6 +52,8 @@ SPLITS = ("support", "id", "interp", "ood")
 PUBLISHED_OOD_REDUCTION = {"diffreact": 54.2, "ns2d": 42.8, "dam_break": 13.8}
 #: Each endpoint expert's name and its normalized coordinate c.
 ENDPOINTS: tuple[tuple[str, float], ...] = (("low", -1.0), ("high", 1.0))
+#: The endpoint experts' names, low first.
+EXPERTS: tuple[str, ...] = tuple(name for name, _ in ENDPOINTS)
 #: Competence targets (mean relative L2 over the scored frames of fresh trajectories).
 COMPETENCE_TARGET = {"diffreact": 0.20, "ns2d": 0.10, "dam_break": 0.01}
 #: Each model must also be at most this fraction of the persistence baseline's error.

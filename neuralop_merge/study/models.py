@@ -32,7 +32,7 @@ from ..training import TrainingSettings, finetune_endpoints, train_anchor
 from ..training.recipes import OptimizerName
 from ..training.processing import IncrementDataProcessor, ProcessedModel
 from ..training.seeding import derive_seed
-from .config import StudyConfig
+from .config import EXPERTS, StudyConfig
 from .data import StudyData, TrainingSet
 
 Log = Callable[[str], None]
@@ -148,7 +148,7 @@ class SeedTrainer:
         return ProcessedModel(net, processor)
 
     def finetune(self, anchor: ProcessedModel, data: StudyData, *, replay_share: float | None = None,
-                 names: Sequence[str] = ("low", "high")) -> dict[str, ProcessedModel]:
+                 names: Sequence[str] = EXPERTS) -> dict[str, ProcessedModel]:
         """The endpoint experts ``names`` (both by default), fine-tuned from the anchor's network.
 
         ``replay_share`` > 0 draws that share of each expert's training pairs from the anchor's support

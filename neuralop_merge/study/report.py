@@ -25,7 +25,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..diagnostics import coordinate_law, json_safe
-from .config import COMPETENCE_TARGET, COMPETENCE_VS_PERSISTENCE, ENDPOINTS, PUBLISHED_OOD_REDUCTION, SPLITS, StudyConfig
+from .config import COMPETENCE_TARGET, COMPETENCE_VS_PERSISTENCE, ENDPOINTS, EXPERTS, PUBLISHED_OOD_REDUCTION, SPLITS, StudyConfig
 from .evaluation import ERROR_CAP, count_failures, select_variant
 from .records import CCM_VARIANTS, METHODS, MethodScores, RegimeRecord, SeedRecord
 from .stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
@@ -35,7 +35,7 @@ ROWS: tuple[str, ...] = METHODS[: METHODS.index("ccm_coord")] + ("ccm",) + METHO
 BASELINES: tuple[str, ...] = ("anchor", "average", "fixed_alpha", "conditioned", "anchor_extra", "persistence")
 PAIRED_VARIANTS: tuple[str, ...] = ("ccm", *CCM_VARIANTS)
 #: The models the no-divergence rule covers (the study's own, not the baselines), and the splits it reads.
-DIVERGENCE_RULE_MODELS: tuple[str, ...] = ("anchor", "low", "high", *PAIRED_VARIANTS)
+DIVERGENCE_RULE_MODELS: tuple[str, ...] = ("anchor", *EXPERTS, *PAIRED_VARIANTS)
 IN_DISTRIBUTION_SPLITS: tuple[str, ...] = ("support", "id", "interp")
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..training.processing import ProcessedModel
-from .config import StudyConfig, StudyConfigError
+from .config import EXPERTS, StudyConfig, StudyConfigError
 from .data import StudyData
 from .models import Log, Models, SeedTrainer, fit_anchor, fit_anchor_extra, fit_conditioned, fit_expert
 
@@ -101,12 +101,12 @@ def train_models_side_by_side(config: StudyConfig, data: StudyData, seed: int, *
         conditioned = start(fit_conditioned, data, runs.budget(config.train.anchor_max_steps) + expert_steps)
         anchor = finish(start(fit_anchor, data))
         log(f"  endpoint experts and anchor_extra ({expert_steps} steps) side by side")
-        experts = {name: start(fit_expert, anchor, data, name) for name in ("low", "high")}
+        experts = {name: start(fit_expert, anchor, data, name) for name in EXPERTS}
         extra = start(fit_anchor_extra, anchor, data, expert_steps)
         models = [anchor, finish(experts["low"]), finish(experts["high"]), finish(extra), finish(conditioned)]
     check_planned_steps(steps)
     # In the order train_models fills them, so that a record does not show how it was trained.
-    steps = {name: steps[name] for name in ("anchor", "low", "high", "anchor_extra", "conditioned")}
+    steps = {name: steps[name] for name in ("anchor", *EXPERTS, "anchor_extra", "conditioned")}
     seconds = {name: seconds[name] for name in ("anchor", "experts", "anchor_extra", "conditioned")}
     return Models(*(move_all(model, device) for model in models), steps, seconds)
 

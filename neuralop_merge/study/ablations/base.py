@@ -27,7 +27,7 @@ from ...ccm import CCM
 from ...diagnostics import json_safe
 from ...io import load_model, save_model
 from ...training.processing import IncrementDataProcessor, ProcessedModel
-from ..config import ENDPOINTS, StudyConfig, get_config
+from ..config import ENDPOINTS, EXPERTS, StudyConfig, get_config
 from ..data import Regime, StudyData, generate_data
 from ..evaluation import ERROR_CAP, count_failures, log_error, merge_line, persistence, prefix_scores, score, score_prediction
 from ..markdown import diverged_models
@@ -43,7 +43,7 @@ Network = Callable[[StudyConfig, int, int, int, str], nn.Module]
 #: Draws one figure at the given path and returns it.
 Draw = Callable[[Path], Path]
 #: The models of a seed's merge line, in the order they are trained.
-LINE_MODELS = ("anchor", "low", "high")
+LINE_MODELS = ("anchor", *EXPERTS)
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def competence(seeds: Sequence[Mapping[str, Any]], family: str) -> dict[str, Any
     values = {key: float(np.mean(np.concatenate([seed[key] for seed in seeds])))
               for key in ("anchor_support", "low_at_low", "high_at_high", "persistence_id", "persistence_support")}
     beats = {side: [beats_anchor(seed["endpoints"][side]["expert"], seed["endpoints"][side]["anchor"]) for seed in seeds]
-             for side in ("low", "high")}
+             for side in EXPERTS}
     diverged = {name: sum(seed["diverged"][name] for seed in seeds) for name in seeds[0]["diverged"]}
     return {**competence_checks(values, beats, family), **divergence_verdict(diverged)}
 
@@ -270,7 +270,7 @@ def diverged_cell(checks: Mapping[str, Any]) -> str:
 def endpoint_gain(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per side, expert / anchor at the expert's endpoint: geometric mean of per-trajectory ratios, seed-clustered CI."""
     return {side: ratio_summary([s[side]["expert"] for s in seeds], [s[side]["anchor"] for s in seeds])
-            for side in ("low", "high")}
+            for side in EXPERTS}
 
 
 def summary(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:

@@ -37,10 +37,10 @@ import torch
 
 from ...ccm import CCM
 from ...plots import plot_series
-from ..config import COMPETENCE_VS_PERSISTENCE, ENDPOINTS, StudyConfig
+from ..config import COMPETENCE_VS_PERSISTENCE, ENDPOINTS, EXPERTS, StudyConfig
 from ..data import Regime, training_set
 from ..markdown import captioned_table
-from .base import (AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
+from .base import (LINE_MODELS, AblationOutput, AblationSettings, Draw, SeedLine, cached_nets, endpoint_errors, endpoint_gain, errors,
                    interval, per_regime, persistence_errors, prefix_errors, reduction, scaled_caps, seed_line, summary,
                    train_line)
 
@@ -122,7 +122,7 @@ def perturbed_nets(settings: AblationSettings, line: SeedLine, key: str) -> dict
         else:
             raise ValueError(f"unknown perturbation {kind!r} in {key!r}")
     folder = settings.folder(line.config, seed, perturbation_folder(parts))
-    return cached_nets(folder, ("anchor", "low", "high"),
+    return cached_nets(folder, LINE_MODELS,
                        lambda: train_line(config, seed, data, line.anchor.processor, settings=settings, **options))
 
 
@@ -263,4 +263,4 @@ def side_cuts(method: dict[str, Any], anchor: dict[str, Any]) -> str:
 
 
 def gains(cells: dict[str, Any]) -> list[str]:
-    return [interval(cells[side], digits=3) for side in ("low", "high")]
+    return [interval(cells[side], digits=3) for side in EXPERTS]

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...plots import plot_series
+from ..config import EXPERTS
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, endpoint_errors, endpoint_gain, errors, interval,
                    per_regime, ratio_summary, seed_line, summary)
@@ -54,7 +55,7 @@ def run(settings: AblationSettings) -> AblationOutput:
 def figures(results: Mapping[str, Any]) -> dict[str, Draw]:
     """Each expert's error ratio to the anchor at its endpoint per mode count, from ``results.json``'s content."""
     modes, gains = results["modes"], [results["by_modes"][str(m)]["expert_vs_anchor"] for m in results["modes"]]
-    sides = {f"{side} expert / anchor at its endpoint": side for side in ("low", "high")}
+    sides = {f"{side} expert / anchor at its endpoint": side for side in EXPERTS}
     return {"endpoint_modes": lambda path: plot_series(
         modes, {label: [gain[side]["gm_ratio"] for gain in gains] for label, side in sides.items()},
         path, bands={label: tuple([gain[side]["ci"][i] for gain in gains] for i in (0, 1)) for label, side in sides.items()},

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...plots import plot_series
-from ..config import COMPETENCE_VS_PERSISTENCE
+from ..config import COMPETENCE_VS_PERSISTENCE, EXPERTS
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, competence, competence_errors, diverged_cell, errors, interval,
                    per_regime, prefix_errors, ratio_summary, reduction, seed_line, summary)
@@ -86,6 +86,6 @@ def competence_table(family: str, widths: dict[int, dict[str, Any]]) -> str:
         return [width, f"{c['anchor_support']:.4f}", f"{c['low_at_low']:.4f}", f"{c['high_at_high']:.4f}",
                 f"{c['persistence_id']:.4f}", "yes" if c["meets_target"] else "no",
                 "yes" if c["within_persistence_fraction"] else "no",
-                *(f"{sum(beats[side])}/{len(beats[side])}" for side in ("low", "high")), diverged_cell(c)]
+                *(f"{sum(beats[side])}/{len(beats[side])}" for side in EXPERTS), diverged_cell(c)]
 
     return captioned_table(caption, columns, [row(width, t["competence"]) for width, t in widths.items()])
