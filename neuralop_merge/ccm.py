@@ -28,6 +28,7 @@ from .coordinates import AffineMap, Transform, check_endpoints, transformed
 from .errors import StrategyError
 from .geometry import LINE, line_plan
 from .merging import ModelLike, prepare_inputs
+from .prefix import ALPHA_RANGE, N_GRID, SEARCH_METHOD
 from .strategies.base import Plan, Strategy
 from .strategies.ccm_coord import CCMCoord, coord_plan
 from .strategies.ccm_plane import CCMPlane
@@ -208,9 +209,9 @@ class CCM(CCMSurface):
         self,
         frames: torch.Tensor,
         *,
-        alpha_range: tuple[float, float] = (-3.0, 3.0),
-        method: str = "fast",
-        n_grid: int = 41,
+        alpha_range: tuple[float, float] = ALPHA_RANGE,
+        method: str = SEARCH_METHOD,
+        n_grid: int = N_GRID,
         history: int = 1,
         max_batch: int | None = None,
         data_processor: nn.Module | None = None,

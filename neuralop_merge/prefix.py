@@ -38,6 +38,14 @@ from .metrics import prefix_error
 from .strategies.base import MAX_COEFFICIENT, MergeInputs, Plan, Strategy
 
 METHODS: tuple[str, ...] = ("fast", "grid", "parabolic")
+# The defaults of every CCM-Prefix entry point (select_alpha, search_axis, CCM.from_prefix, the
+# ccm_prefix strategy, CCMSurface.from_prefix), kept here so that the layers cannot drift apart.
+#: Interval searched for α.
+ALPHA_RANGE: tuple[float, float] = (-3.0, 3.0)
+#: Points of the reference grid (41 over ±3: a step of 0.15).
+N_GRID = 41
+#: The bracketing search that makes the grid's own choice on a unimodal curve.
+SEARCH_METHOD = "fast"
 #: Widest side of a bracket, in grid steps, whose parabola ``"parabolic"`` trusts to put
 #: the minimum within one step: narrower costs evaluations, wider misses on lopsided
 #: curves (chosen on the prefix-error curves of the three study families).
@@ -173,9 +181,9 @@ def select_alpha(
     model_at: Callable[[float], nn.Module],
     frames: Tensor,
     *,
-    alpha_range: tuple[float, float] = (-3.0, 3.0),
-    method: str = "fast",
-    n_grid: int = 41,
+    alpha_range: tuple[float, float] = ALPHA_RANGE,
+    method: str = SEARCH_METHOD,
+    n_grid: int = N_GRID,
     history: int = 1,
     n_coarse: int = 5,
     max_batch: int | None = None,
@@ -239,9 +247,9 @@ def search_axis(
     frames: Tensor,
     *,
     affine: bool,
-    alpha_range: tuple[float, float] = (-3.0, 3.0),
-    method: str = "fast",
-    n_grid: int = 41,
+    alpha_range: tuple[float, float] = ALPHA_RANGE,
+    method: str = SEARCH_METHOD,
+    n_grid: int = N_GRID,
     history: int = 1,
     max_batch: int | None = None,
     data_processor: nn.Module | None = None,

@@ -29,7 +29,7 @@ from .errors import StrategyError
 from .geometry import LeastSquaresFit
 from .merging import ModelLike, prepare_inputs, realize
 from .metrics import prefix_error
-from .prefix import prefix_info, search_axis
+from .prefix import N_GRID, SEARCH_METHOD, prefix_info, search_axis
 from .residuals import FitResidual, fit_residuals
 from .strategies.base import Plan, Strategy
 from .strategies.ccm_fit import CCMFit
@@ -234,7 +234,7 @@ class CCMSurface:
         *,
         box: Sequence[tuple[float, float]] | None = None,
         n_grid: int | None = None,
-        method: str = "fast",
+        method: str = SEARCH_METHOD,
         history: int = 1,
         max_batch: int | None = None,
         data_processor: nn.Module | None = None,
@@ -291,7 +291,7 @@ class CCMSurface:
     ) -> tuple[tuple[float, ...], dict[tuple[float, ...], float], dict[str, Any], SearchModel]:
         search, candidates = search_axis(
             strategy, self.inputs, lambda a: self.plan(a), frames, affine=not self.fit.quadratic,
-            alpha_range=interval, method=method, n_grid=41 if n_grid is None else n_grid, **scoring,
+            alpha_range=interval, method=method, n_grid=N_GRID if n_grid is None else n_grid, **scoring,
         )
         evaluated = {(float(a),): float(e) for a, e in zip(search.alphas, search.errors)}
         return (search.alpha,), evaluated, prefix_info(search, frames), candidates

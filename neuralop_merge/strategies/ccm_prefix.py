@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..geometry import line_plan
-from ..prefix import prefix_info, search_axis
+from ..prefix import ALPHA_RANGE, N_GRID, SEARCH_METHOD, prefix_info, search_axis
 from .base import MergeInputs, Plan, Strategy
 
 
@@ -29,9 +29,9 @@ class CCMPrefix(Strategy):
         inputs: MergeInputs,
         *,
         frames: torch.Tensor,
-        alpha_range: tuple[float, float] = (-3.0, 3.0),
-        method: str = "fast",
-        n_grid: int = 41,
+        alpha_range: tuple[float, float] = ALPHA_RANGE,
+        method: str = SEARCH_METHOD,
+        n_grid: int = N_GRID,
         history: int = 1,
         max_batch: int | None = None,
         data_processor: torch.nn.Module | None = None,
