@@ -356,6 +356,18 @@ def test_a_seeds_models_trained_side_by_side_are_the_models_trained_one_after_an
         run_study(config, tmp_path / "none", model_jobs=0, **quiet)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_side_by_side_training_on_cuda_hands_the_anchor_on_to_the_experts(tmp_path):
+    # Both faults an H200 met were CUDA-only: an anchor sent on with CUDA tensors outside its state,
+    # then a positional grid cached on the CPU beside CUDA weights. A tiny seed meets both places.
+    settings = dict(parse_setting(setting) for setting in [*TINY, "patience_fraction=None"])
+    config = get_config("dam_break", "quick").with_overrides(seeds=(5,), **settings)
+    results = run_study(config, tmp_path, device="cuda", model_jobs=2, progress=False, log=lambda text: None, figures=False)
+    record = read_record_payload(tmp_path / "records" / "seed_5.json.gz")["record"]
+    assert record["device"].startswith("cuda") and results["competence"]["anchor_support"] < math.inf
+    assert record["steps"]["anchor_extra"] == record["steps"]["low"] + record["steps"]["high"]
+
+
 def test_moving_a_model_between_workers_moves_the_tensors_its_modules_keep_outside_their_state():
     # An FNO caches its positional grid on the device of its first forward pass and Module.to leaves the
     # cache there; on a GPU that broke side-by-side training twice (a CUDA grid outliving its worker, then
