@@ -2,7 +2,7 @@
 
     python examples/ablations.py prefix_budget                 # seeds 0 1 2, every family
     python examples/ablations.py direction_stability --seed 0  # one seed
-    python examples/ablations.py pushforward --scale small16x2 --jobs 2   # seeds trained in 2 processes
+    python examples/ablations.py pushforward --scale small16x2 --jobs 2   # seeds run in 2 processes
     python examples/ablations.py ccm_plane --set n_test=2 --out /tmp/plane   # a smoke run
     python examples/ablations.py ccm_plane --redraw            # its figures again, from results.json
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from types import SimpleNamespace
 
 import pytest
@@ -51,7 +52,19 @@ def run_ablation(name: str, out, cache, seeds=(0, 1)) -> dict:
     return results
 
 
-@pytest.mark.usefixtures("one_thread")
+@pytest.fixture
+def seed_steps_pickle(monkeypatch):
+    """Every per-seed step an ablation maps over its seeds must pickle, as ``--jobs`` sends it to a worker."""
+    original = AblationSettings.map_seeds
+
+    def checked(settings, per_seed, *args):
+        pickle.dumps((per_seed, args, settings.for_seed(settings.seeds[0])))
+        return original(settings, per_seed, *args)
+
+    monkeypatch.setattr(AblationSettings, "map_seeds", checked)
+
+
+@pytest.mark.usefixtures("one_thread", "seed_steps_pickle")
 @pytest.mark.parametrize("name", NAMES)
 def test_every_ablation_writes_its_keys(name, tmp_path, cache):
     results = run_ablation(name, tmp_path / name, cache)
@@ -354,21 +367,16 @@ def test_competent_needs_every_check_and_every_seed():
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_jobs_train_the_seeds_in_workers_and_give_the_same_results(tmp_path):
+def test_jobs_run_the_seeds_in_workers_and_give_the_same_results_with_or_without_the_cache(tmp_path):
+    runs = {"here": (1, ["--cache", str(tmp_path / "cache1")]), "workers": (2, ["--cache", str(tmp_path / "cache2")]),
+            "workers, no cache": (2, ["--no-cache"])}
     results = {}
-    for jobs in (1, 2):
-        out, cache = tmp_path / f"out{jobs}", tmp_path / f"cache{jobs}"
-        argv = ["endpoint_modes", "--family", "dam_break", "--out", str(out), "--cache", str(cache), "--seed=0", "--seed=1",
-                f"--jobs={jobs}", *(f"--set={setting}" for setting in TINY)]
+    for run, (jobs, cache) in runs.items():
+        out = tmp_path / run
+        argv = ["ccm_plane", "--family", "dam_break", "--out", str(out), *cache, "--seed=0", "--seed=1", f"--jobs={jobs}",
+                *(f"--set={setting}" for setting in TINY)]
         assert main(argv) == 0
-        results[jobs] = json.loads((out / "results.json").read_text())
-        del results[jobs]["command"]
-    assert results[1] == results[2]
+        results[run] = json.loads((out / "results.json").read_text())
+        del results[run]["command"]
+    assert results["here"] == results["workers"] == results["workers, no cache"]
     assert sorted(path.name for path in (tmp_path / "cache2").iterdir()) == sorted(path.name for path in (tmp_path / "cache1").iterdir())
-
-
-def test_jobs_without_the_cache_is_a_usage_error_naming_both_options(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["endpoint_modes", "--no-cache", "--jobs=2", "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "--jobs: " in err and "--no-cache" in err and not (tmp_path / "out").exists()

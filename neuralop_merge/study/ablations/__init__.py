@@ -3,6 +3,8 @@
 Every module defines ``NAME``, its default ``FAMILIES``, ``run(settings) -> AblationOutput`` and
 ``figures(results)``, which draws from ``results.json``'s content alone (so ``--redraw`` needs no
 training); :mod:`.base` holds what they share (the study's cached models of a seed, scoring, outputs).
+A ``run`` maps a module-level per-seed step over the seeds with ``settings.map_seeds`` (or ``map_lines``)
+and summarizes what comes back, so that ``--jobs`` can run the seeds in worker processes.
 They run on the committed study's set-up, so they mean something only where the study's
 surrogates are competent (see ``examples/results/<family>/results.md``).
 """

@@ -12,11 +12,14 @@ L2) and summarizes over seeds with the study's clustered bootstrap.
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,7 +35,7 @@ from ..data import Regime, StudyData, generate_data
 from ..evaluation import ERROR_CAP, count_failures, log_error, merge_line, persistence, prefix_scores, score, score_prediction
 from ..markdown import diverged_models
 from ..models import SeedTrainer, build_fno
-from ..pipeline import config_digest
+from ..pipeline import config_digest, log_with_prefix
 from ..report import IN_DISTRIBUTION_SPLITS, beats_anchor, competence_checks, divergence_verdict
 from ..report import summary as seed_summary
 from ..stats import geometric_mean_ratio
@@ -44,6 +47,7 @@ Network = Callable[[StudyConfig, int, int, int, str], nn.Module]
 Draw = Callable[[Path], Path]
 #: The models of a seed's merge line, in the order they are trained.
 LINE_MODELS = ("anchor", *EXPERTS)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,8 @@ class AblationSettings:
     """Where and how an ablation runs.
 
     ``overrides`` replace study settings by name (as ``--set`` does for the study), ``cache`` is
-    the folder of trained models and simulated data (None: train everything afresh).
+    the folder of trained models and simulated data (None: train everything afresh), ``jobs`` how
+    many seeds :meth:`map_seeds` runs at once.
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -62,6 +67,7 @@ class AblationSettings:
     device: str = "cpu"
     progress: bool = False
     log: Log = print
+    jobs: int = 1
 
     def config(self, family: str, **overrides: Any) -> StudyConfig:
         """The study configuration of ``family`` with the settings' and then ``overrides`` applied."""
@@ -72,6 +78,48 @@ class AblationSettings:
         if self.cache is None:
             return None
         return Path(self.cache) / f"{config.family}-{config_digest(config)}-seed{seed}" / part
+
+    def map_seeds(self, per_seed: Callable[..., T], *args: Any) -> list[T]:
+        """``per_seed(settings, *args, seed)`` for every seed, in the seeds' order: an ablation's per-seed step.
+
+        With ``jobs > 1`` the seeds run in up to that many spawned worker processes, each with this
+        process's torch thread count and its log lines tagged with its seed, and only the results come
+        back: ``per_seed`` and ``args`` must pickle (module-level functions, partials of them). The
+        results are those of a run in this process (training and scoring are deterministic per seed).
+        """
+        if self.jobs == 1 or len(self.seeds) == 1:
+            return [per_seed(self, *args, seed) for seed in self.seeds]
+        workers = min(self.jobs, len(self.seeds))
+        self.log(f"  seeds {list(self.seeds)} in {workers} worker processes")
+        # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(seed_in_worker, per_seed, self.for_seed(seed), args, seed, torch.get_num_threads())
+                       for seed in self.seeds]
+            return [future.result() for future in futures]
+
+    def map_lines(self, score: Callable[..., T], config: StudyConfig, *, with_settings: bool = False) -> list[T]:
+        """:meth:`map_seeds` of ``score(line)`` on each seed's merge line under ``config`` (:func:`seed_line`).
+
+        ``with_settings`` calls ``score(settings, line)`` instead, for a score that trains or simulates
+        more (into the settings' cache, on their device).
+        """
+        return self.map_seeds(functools.partial(score_line, score, with_settings), config)
+
+    def for_seed(self, seed: int) -> AblationSettings:
+        """These settings in a worker that runs ``seed`` alone: log lines tagged with the seed, no nested workers."""
+        return replace(self, jobs=1, log=functools.partial(log_with_prefix, f"[seed {seed}]"))
+
+
+def seed_in_worker(per_seed: Callable[..., T], settings: AblationSettings, args: tuple, seed: int, threads: int) -> T:
+    """One seed's step of :meth:`AblationSettings.map_seeds` in a worker process, with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    return per_seed(settings, *args, seed)
+
+
+def score_line(score: Callable[..., T], with_settings: bool, settings: AblationSettings, config: StudyConfig, seed: int) -> T:
+    """``score`` of the merge line of ``seed`` under ``config`` (see :meth:`AblationSettings.map_lines`)."""
+    line = seed_line(settings, config, seed)
+    return score(settings, line) if with_settings else score(line)
 
 
 @dataclass
@@ -342,5 +390,5 @@ def interval(cell: dict[str, Any], digits: int = 4) -> str:
 
 __all__ = [
     "AblationOutput", "AblationSettings", "Draw", "SeedLine", "cached_nets", "competence", "competence_errors", "diverged_cell", "draw_figures", "endpoint_errors", "endpoint_gain", "errors", "in_distribution_errors", "in_distribution_failures", "interval",
-    "load_data", "per_regime", "persistence_errors", "prefix_errors", "ratio_summary", "reduction", "seed_line", "summary", "train_line", "write_outputs",
+    "load_data", "per_regime", "persistence_errors", "prefix_errors", "ratio_summary", "reduction", "score_line", "seed_line", "summary", "train_line", "write_outputs",
 ]

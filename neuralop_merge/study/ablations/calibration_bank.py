@@ -24,7 +24,7 @@ from ...plots import plot_series
 from ..data import Regime, regimes_at
 from ..evaluation import alpha_grid, regime_means, sweep
 from ..markdown import captioned_table
-from .base import AblationOutput, AblationSettings, Draw, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
+from .base import AblationOutput, AblationSettings, Draw, SeedLine, errors, interval, per_regime, ratio_summary, summary
 
 NAME = "calibration_bank"
 FAMILIES = ("diffreact", "ns2d", "dam_break")
@@ -72,7 +72,7 @@ def seed_errors(settings: AblationSettings, line: SeedLine) -> dict[str, Any]:
 def run(settings: AblationSettings) -> AblationOutput:
     families, results = settings.families or FAMILIES, {"banks": {name: list(bank) for name, bank in BANKS.items()}}
     for family in families:
-        seeds = [seed_errors(settings, seed_line(settings, settings.config(family), s)) for s in settings.seeds]
+        seeds = settings.map_lines(seed_errors, settings.config(family), with_settings=True)
         methods = ["anchor", "identity", *BANKS]
         results[family] = {
             "ood": {m: summary([s["errors"][m] for s in seeds]) for m in methods},

@@ -25,7 +25,7 @@ from ...plots import plot_series
 from ..config import SPLITS
 from ..evaluation import log_error, score
 from ..markdown import captioned_table
-from .base import AblationOutput, AblationSettings, Draw, SeedLine, errors, interval, per_regime, ratio_summary, seed_line, summary
+from .base import AblationOutput, AblationSettings, Draw, SeedLine, errors, interval, per_regime, ratio_summary, summary
 
 NAME = "ccm_plane"
 FAMILIES = ("dam_break", "diffreact", "ns2d")
@@ -69,7 +69,7 @@ def run(settings: AblationSettings) -> AblationOutput:
     families = settings.families or FAMILIES
     results: dict[str, Any] = {"plane": {}, "by_family": {}}
     for family in families:
-        seeds, calibration = zip(*(seed_errors(seed_line(settings, settings.config(family), seed)) for seed in settings.seeds))
+        seeds, calibration = zip(*settings.map_lines(seed_errors, settings.config(family)))
         results["by_family"][family] = {**family_summary(seeds), "beta_calibration": list(calibration)}
     results["plane"] = results["by_family"][families[0]]["splits"]
     return AblationOutput(results, markdown(results["by_family"]))

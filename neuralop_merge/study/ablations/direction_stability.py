@@ -177,7 +177,7 @@ def seed_results(settings: AblationSettings, family: str, seed: int) -> dict[str
 
 
 def family_results(settings: AblationSettings, family: str) -> dict[str, Any]:
-    seeds = [seed_results(settings, family, seed) for seed in settings.seeds]
+    seeds = settings.map_seeds(seed_results, family)
     table: dict[str, Any] = {"reference": {"ccm_ood": summary([s["reference"]["coord"] for s in seeds]),
                                            "prefix_ood": summary([s["reference"]["prefix"] for s in seeds]),
                                            "prefix_ood_by_side": by_side([s["reference"]["prefix_by_side"] for s in seeds]),

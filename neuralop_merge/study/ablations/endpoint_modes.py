@@ -18,7 +18,7 @@ from ...plots import plot_series
 from ..config import EXPERTS
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, endpoint_errors, endpoint_gain, errors, interval,
-                   per_regime, ratio_summary, seed_line, summary)
+                   per_regime, ratio_summary, summary)
 
 NAME = "endpoint_modes"
 FAMILIES = ("ns2d",)
@@ -37,7 +37,7 @@ def seed_scores(line: SeedLine) -> dict[str, Any]:
 
 def modes_results(settings: AblationSettings, family: str, modes: int) -> dict[str, Any]:
     config = settings.config(family, n_modes=modes)
-    seeds = [seed_scores(seed_line(settings, config, seed)) for seed in settings.seeds]
+    seeds = settings.map_lines(seed_scores, config)
     return {
         "expert_vs_anchor": endpoint_gain([s["endpoints"] for s in seeds]),
         "anchor_support": summary([s["anchor_support"] for s in seeds]),

@@ -19,29 +19,32 @@ from ...plots import plot_coordinate_law, plot_series
 from ..config import SPLITS
 from ..evaluation import alpha_grid, prefix_scores, sweep
 from ..markdown import captioned_table
-from .base import AblationOutput, AblationSettings, Draw, interval, seed_line, summary
+from .base import AblationOutput, AblationSettings, Draw, SeedLine, interval, summary
 
 NAME = "fixed_alpha_frontier"
 FAMILIES = ("dam_break",)
 
 
+def seed_cells(settings: AblationSettings, line: SeedLine) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """One seed's cells per split (``[α][trajectory]`` fixed-α errors, ``[trajectory]`` CCM-Prefix ones) and its picks."""
+    config, ccm = line.config, line.ccm()
+    cells, picks = {}, []
+    for split in SPLITS:
+        x = torch.cat([regime.trajectories for regime in line.tests(split)])
+        prefix, alphas = prefix_scores(ccm, x, config, settings.device)
+        cells[split] = {"fixed": sweep(ccm.at, alpha_grid(config), x, config.prefix_k, progress=False).tolist(),
+                        "prefix": prefix.rel_l2.tolist()}
+        coords = [regime.c for regime in line.tests(split) for _ in range(regime.trajectories.shape[0])]
+        picks += [{"seed": line.seed, "split": split, "c": c, "alpha": a} for c, a in zip(coords, alphas)]
+    return cells, picks
+
+
 def split_cells(settings: AblationSettings, family: str) -> tuple[list[float], dict[str, Any], list[dict[str, float]]]:
-    """Per split: ``[seed][α][trajectory]`` fixed-α errors and ``[seed][trajectory]`` CCM-Prefix ones."""
-    grid: list[float] = []
-    cells: dict[str, Any] = {split: {"fixed": [], "prefix": []} for split in SPLITS}
-    picks = []
-    for seed in settings.seeds:
-        line = seed_line(settings, settings.config(family), seed)
-        config, ccm = line.config, line.ccm()
-        grid = alpha_grid(config)
-        for split in SPLITS:
-            x = torch.cat([regime.trajectories for regime in line.tests(split)])
-            cells[split]["fixed"].append(sweep(ccm.at, grid, x, config.prefix_k, progress=False).tolist())
-            prefix, alphas = prefix_scores(ccm, x, config, settings.device)
-            cells[split]["prefix"].append(prefix.rel_l2.tolist())
-            coords = [regime.c for regime in line.tests(split) for _ in range(regime.trajectories.shape[0])]
-            picks += [{"seed": seed, "split": split, "c": c, "alpha": a} for c, a in zip(coords, alphas)]
-    return grid, cells, picks
+    """Per split: ``[seed][α][trajectory]`` fixed-α errors and ``[seed][trajectory]`` CCM-Prefix ones, and every pick."""
+    config = settings.config(family)
+    seeds = settings.map_lines(seed_cells, config, with_settings=True)
+    cells = {split: {kind: [seed[split][kind] for seed, _ in seeds] for kind in ("fixed", "prefix")} for split in SPLITS}
+    return alpha_grid(config), cells, [pick for _, picks in seeds for pick in picks]
 
 
 def frontier(grid: list[float], cells: dict[str, Any]) -> dict[str, Any]:

@@ -287,7 +287,7 @@ def run(settings: AblationSettings) -> AblationOutput:
                                "fit_residual": {"one_axis": {}, "two_axis": {}}}
     shapes = {"one_axis": (ONE_AXIS_METHODS, ("line",)), "two_axis": (TWO_AXIS_METHODS, ("line", "best_line"))}
     for family in families_run:
-        seeds = [seed_errors(settings, family, seed) for seed in settings.seeds]
+        seeds = settings.map_seeds(seed_errors, family)
         for part, (methods, baselines) in shapes.items():
             parts = [seed[part] for seed in seeds]
             results[part][family], results["ratios"][part][family] = part_summary(parts, methods, SURFACES[part], baselines)

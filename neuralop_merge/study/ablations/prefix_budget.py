@@ -20,7 +20,7 @@ import torch
 from ...plots import plot_series
 from ..evaluation import predict, score_prediction
 from ..markdown import table_lines
-from .base import AblationOutput, AblationSettings, Draw, SeedLine, interval, reduction, seed_line, summary
+from .base import AblationOutput, AblationSettings, Draw, SeedLine, interval, reduction, summary
 
 NAME = "prefix_budget"
 FAMILIES = ("diffreact", "ns2d", "dam_break")
@@ -51,24 +51,22 @@ def anchor_errors(rollouts: list[tuple[torch.Tensor, torch.Tensor]], k: int) -> 
     return [value for pred, truth in rollouts for value in score_prediction(pred, truth, k).rel_l2.tolist()]
 
 
+def seed_budget(line: SeedLine) -> dict[str, Any]:
+    """One seed's errors per k (``future``, ``common``, ``anchor``: ``[k][trajectory]``), its α and the anchor's on common frames."""
+    common_k = max(BUDGETS)
+    rollouts = anchor_rollouts(line)
+    future, common, alphas = zip(*(budget_errors(line, k, common_k) for k in BUDGETS))
+    return {"future": future, "common": common, "alpha": alphas, "anchor": [anchor_errors(rollouts, k) for k in BUDGETS],
+            "anchor_common": anchor_errors(rollouts, common_k)}
+
+
 def family_budget(settings: AblationSettings, family: str) -> dict[str, Any]:
     """Per k: CCM-Prefix's and the anchor's summaries over seeds, on future and common frames."""
-    common_k = max(BUDGETS)
-    cells: dict[str, list[list[list[float]]]] = {name: [[] for _ in BUDGETS] for name in ("future", "common", "anchor", "alpha")}
-    anchor_common = []
-    for seed in settings.seeds:
-        line = seed_line(settings, settings.config(family), seed)
-        rollouts = anchor_rollouts(line)
-        for index, k in enumerate(BUDGETS):
-            future, common, alphas = budget_errors(line, k, common_k)
-            cells["future"][index].append(future)
-            cells["common"][index].append(common)
-            cells["alpha"][index].append(alphas)
-            cells["anchor"][index].append(anchor_errors(rollouts, k))
-        anchor_common.append(anchor_errors(rollouts, common_k))
-    detail = {name: [summary(per_seed) for per_seed in cells[name]] for name in ("future", "common", "anchor")}
-    detail["anchor_common"] = summary(anchor_common)
-    detail["alpha"] = [[a for seed in per_seed for a in seed] for per_seed in cells["alpha"]]
+    seeds = settings.map_lines(seed_budget, settings.config(family))
+    detail = {name: [summary([seed[name][index] for seed in seeds]) for index in range(len(BUDGETS))]
+              for name in ("future", "common", "anchor")}
+    detail["anchor_common"] = summary([seed["anchor_common"] for seed in seeds])
+    detail["alpha"] = [[a for seed in seeds for a in seed["alpha"][index]] for index in range(len(BUDGETS))]
     return detail
 
 

@@ -31,7 +31,7 @@ def line_scores(line: SeedLine) -> dict[str, Any]:
     return {"competence": competence_errors(line), "ood": ood_errors(line.ccm(), line), "steps": line.steps()}
 
 
-def seed_results(settings: AblationSettings, family: str, seed: int, refit: Refit, keys: Sequence[str]) -> dict[str, Any]:
+def seed_results(settings: AblationSettings, family: str, refit: Refit, keys: Sequence[str], seed: int) -> dict[str, Any]:
     """The reference line's scores and each variant's, and the reference anchor's OOD errors per side, for one seed."""
     line = seed_line(settings, settings.config(family), seed)
     out = {"reference": line_scores(line),
@@ -68,7 +68,7 @@ def run_table(seeds: list[dict[str, Any]], family: str) -> dict[str, Any]:
 
 def family_results(settings: AblationSettings, family: str, refit: Refit, keys: Sequence[str]) -> dict[str, Any]:
     """Every run's summary over the seeds of ``settings``, with the reference anchor's OOD errors and persistence's."""
-    seeds = [seed_results(settings, family, seed, refit, keys) for seed in settings.seeds]
+    seeds = settings.map_seeds(seed_results, family, refit, tuple(keys))
     table = {key: run_table([seed[key] for seed in seeds], family) for key in ("reference", *keys)}
     anchor_by_side = [seed["anchor_by_side"] for seed in seeds]
     table["reference_anchor_ood"] = summary([pooled(side) for side in anchor_by_side])

@@ -18,7 +18,7 @@ from ...plots import plot_series
 from ..config import COMPETENCE_VS_PERSISTENCE, EXPERTS
 from ..markdown import captioned_table
 from .base import (AblationOutput, AblationSettings, Draw, SeedLine, competence, competence_errors, diverged_cell, errors, interval,
-                   per_regime, prefix_errors, ratio_summary, reduction, seed_line, summary)
+                   per_regime, prefix_errors, ratio_summary, reduction, summary)
 
 NAME = "scale_trend"
 FAMILIES = ("diffreact",)
@@ -34,7 +34,7 @@ def seed_errors(line: SeedLine) -> dict[str, Any]:
 
 def width_results(settings: AblationSettings, family: str, width: int) -> dict[str, Any]:
     config = settings.config(family, hidden_channels=width)
-    seeds = [seed_errors(seed_line(settings, config, seed)) for seed in settings.seeds]
+    seeds = settings.map_lines(seed_errors, config)
     cells = {m: summary([s[m] for s in seeds]) for m in METHODS}
     ratios = {f"{m}_vs_anchor": ratio_summary([s[m] for s in seeds], [s["anchor"] for s in seeds]) for m in METHODS[1:]}
     return {"ood": cells, "ratios": ratios, "reduction": {m: reduction(cells[m], cells["anchor"]) for m in METHODS[1:]},

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import multiprocessing
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ...errors import exit_status
 from ..config import SCALES, scale_seeds
 from ..script import parse_setting, positive_int
 from . import NAMES, get
-
-if TYPE_CHECKING:
-    from .base import AblationSettings
 
 DEFAULT_OUT = Path("examples") / "results" / "ablations"
 
@@ -39,8 +31,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="train everything afresh and keep nothing")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)")
     p.add_argument("--jobs", type=positive_int, default=1,
-                   help="first train the seeds' models in up to N worker processes (each with --threads threads), "
-                        "filling the cache; the ablation then scores every seed here from it (default 1)")
+                   help="run the seeds in up to N worker processes (each with --threads threads); the results are "
+                        "those of a run without --jobs (default 1)")
     p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                    help="override a study setting, e.g. --set n_test=2 (tests, smoke runs)")
     p.add_argument("--redraw", action="store_true",
@@ -70,34 +62,6 @@ def redraw(name: str, out: Path) -> int:
     return 0
 
 
-def ablate_seed_in_worker(name: str, settings: AblationSettings, threads: int) -> None:
-    """Run ablation ``name`` on the one seed of ``settings`` for its side effect: the seed's models in the cache."""
-    import torch
-
-    torch.set_num_threads(threads)
-    get(name).run(settings)
-
-
-def fill_cache(name: str, settings: AblationSettings, jobs: int, threads: int) -> None:
-    """Train every seed's models of ablation ``name`` into the cache, one seed per worker process.
-
-    The workers' outputs are dropped: the run that follows scores every seed from the cache, so
-    its results are those of a run without ``--jobs`` (training is deterministic per seed).
-    """
-    from ..pipeline import log_with_prefix
-
-    workers = min(jobs, len(settings.seeds))
-    settings.log(f"{name}: training seeds {list(settings.seeds)} in {workers} worker processes")
-    # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(ablate_seed_in_worker, name,
-                               replace(settings, seeds=(seed,), log=functools.partial(log_with_prefix, f"[seed {seed}]")),
-                               threads)
-                   for seed in settings.seeds]
-        for future in futures:
-            future.result()
-
-
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -105,23 +69,19 @@ def main(argv: list[str] | None = None) -> int:
 
     cli = parser()
     args = cli.parse_args(argv)
-    if args.jobs > 1 and args.no_cache:
-        cli.error("--jobs: the workers fill the model cache for the scoring run, so it cannot go with --no-cache")
     if args.redraw:
         return redraw(args.name, args.out or default_out(args.name, args.scale))
     torch.set_num_threads(args.threads)
     settings = AblationSettings(
         seeds=tuple(args.seeds or scale_seeds(args.scale)[:3]),
         families=tuple(args.families) if args.families else None, scale=args.scale,
-        overrides=dict(args.set), cache=None if args.no_cache else args.cache,
+        overrides=dict(args.set), cache=None if args.no_cache else args.cache, jobs=args.jobs,
     )
     out = args.out or default_out(args.name, args.scale)
     command = "python " + shlex.join(["examples/ablations.py", *(sys.argv[1:] if argv is None else argv)])
 
     def ablate() -> None:
         started = time.perf_counter()
-        if args.jobs > 1:
-            fill_cache(args.name, settings, args.jobs, args.threads)
         ablation = get(args.name)
         write_outputs(out, args.name, ablation.run(settings), ablation.figures, command=command, seeds=settings.seeds,
                       scale=settings.scale)

@@ -144,10 +144,10 @@ def summaries(seeds: list[dict[str, dict[str, list[float]]]], methods: tuple[str
 
 def run(settings: AblationSettings) -> AblationOutput:
     family = (settings.families or FAMILIES)[0]
-    seeds = [seed_errors(settings, seed_line(settings, settings.config(family), seed)) for seed in settings.seeds]
+    seeds = settings.map_lines(seed_errors, settings.config(family), with_settings=True)
     ratios = {split: {f"{m}_vs_{b}": ratio_summary([s[split][m] for s in seeds], [s[split][b] for s in seeds])
                       for m in ("ccm_coord", "ccm_prefix") for b in ("conditioned", "film_conditioned")} for split in SPLITS}
-    dpot = [dpot_errors(settings, family, seed) for seed in settings.seeds]
+    dpot = settings.map_seeds(dpot_errors, family)
     dpot_ratios = {split: {f"{m}_vs_anchor": ratio_summary([s[split][m] for s in dpot], [s[split]["anchor"] for s in dpot])
                            for m in DPOT_METHODS[1:]} for split in SPLITS}
     results = {"family": family,
