@@ -80,6 +80,19 @@ def test_every_results_table_in_the_readme_is_what_its_command_prints():
         assert table in following.split("\n\n- ", 1)[0], folders
 
 
+def test_every_per_seed_table_in_the_readme_is_what_its_command_prints():
+    from neuralop_merge.study.table import per_seed_table
+
+    root, text = README.parent, README.read_text()
+    folders = re.findall(r"`python -m neuralop_merge\.study\.table --per-seed (examples/results/[\w/]+)`", text)
+    assert folders
+    for folder in folders:
+        table = per_seed_table(root / folder)
+        assert table.count("\n") + 1 == 2 + 2 * len(list((root / folder / "records").glob("seed_*.json.gz")))  # both sides of each seed
+        following = text.split(f"--per-seed {folder}`", 1)[1]
+        assert table in "\n".join(line.strip() for line in following.splitlines()), folder  # the README indents it
+
+
 def test_the_results_index_names_every_committed_results_folder_and_only_those():
     results = README.parent / "examples" / "results"
     named = set(re.findall(r"`([\w-]+)/`", (results / "README.md").read_text()))

@@ -1,6 +1,7 @@
-"""The README's summary table, regenerated from the committed ``results.json`` files.
+"""The README's summary table, regenerated from the committed ``results.json`` files, and one study's OOD sides per seed.
 
     python -m neuralop_merge.study.table examples/results/diffreact examples/results/ns2d examples/results/dam_break
+    python -m neuralop_merge.study.table --per-seed examples/results/small16x2d4ex2r/diffreact
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .markdown import table_lines
+from .pipeline import read_record_payload
+from .records import SeedRecord
 
 COMPARED = ("anchor", "average", "anchor_extra", "fixed_alpha", "conditioned")
 NAMES = {"anchor": "anchor", "average": "average", "anchor_extra": "anchor + steps", "fixed_alpha": "best fixed α",
@@ -43,8 +48,37 @@ def readme_table(folders: list[Path]) -> str:
     return "\n".join(table_lines(columns, body))
 
 
+def _alpha(value: float) -> str:
+    """``+1.20``; a grid point that round-off put a hair below zero prints as ``+0.00``."""
+    return f"{round(float(value), 2) + 0.0:+.2f}"
+
+
+def seed_records(folder: Path) -> list[SeedRecord]:
+    """The records of ``folder/records``, by seed."""
+    paths = sorted((folder / "records").glob("seed_*.json.gz"), key=lambda path: int(path.name.split(".")[0].removeprefix("seed_")))
+    return [SeedRecord.from_json(read_record_payload(path)["record"]) for path in paths]
+
+
+def per_seed_table(folder: Path) -> str:
+    """Per seed and OOD side: the anchor's, the selected CCM's and the oracle α's mean error, the CCM's cut of
+    the anchor's and the range of the α it chose, read from the study's records (the report pools the seeds)."""
+    selected = json.loads((folder / "results.json").read_text())["selected_ccm"]
+    columns = ["seed", "OOD side", "anchor", selected, "cut", "oracle α: error", "oracle α", f"{selected}: α chosen"]
+    body = []
+    for record in seed_records(folder):
+        for regime in (r for r in record.regimes if r.split == "ood"):
+            anchor, ccm, oracle = (float(np.mean(regime.methods[m].rel_l2)) for m in ("anchor", selected, "oracle"))
+            alphas = np.atleast_1d(regime.methods[selected].alpha if regime.methods[selected].alpha is not None else np.nan)
+            body.append([str(record.seed), f"c = {regime.c:g}", f"{anchor:.3f}", f"{ccm:.3f}", f"{100 * (1 - ccm / anchor):+.1f} %",
+                         f"{oracle:.3f}", _alpha(regime.methods["oracle"].alpha), f"{_alpha(alphas.min())} to {_alpha(alphas.max())}"])
+    return "\n".join(table_lines(columns, body))
+
+
 def main(argv: list[str]) -> int:
-    print(readme_table([Path(folder) for folder in argv]))
+    if argv[:1] == ["--per-seed"]:
+        print("\n\n".join(per_seed_table(Path(folder)) for folder in argv[1:]))
+    else:
+        print(readme_table([Path(folder) for folder in argv]))
     return 0
 
 
