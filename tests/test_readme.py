@@ -93,6 +93,15 @@ def test_every_per_seed_table_in_the_readme_is_what_its_command_prints():
         assert table in "\n".join(line.strip() for line in following.splitlines()), folder  # the README indents it
 
 
+def test_a_per_seed_table_of_a_folder_without_records_is_one_line_with_status_2(tmp_path, capsys):
+    from neuralop_merge.study.table import main
+
+    (tmp_path / "results.json").write_text('{"selected_ccm": "ccm_prefix"}')
+    assert main(["--per-seed", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no seed records" in err and str(tmp_path) in err
+
+
 def test_the_results_index_names_every_committed_results_folder_and_only_those():
     results = README.parent / "examples" / "results"
     named = set(re.findall(r"`([\w-]+)/`", (results / "README.md").read_text()))

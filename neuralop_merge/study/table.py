@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import exit_status
+from .config import StudyConfigError
 from .markdown import table_lines
 from .pipeline import read_record_payload
 from .records import SeedRecord
@@ -56,6 +58,8 @@ def _alpha(value: float) -> str:
 def seed_records(folder: Path) -> list[SeedRecord]:
     """The records of ``folder/records``, by seed."""
     paths = sorted((folder / "records").glob("seed_*.json.gz"), key=lambda path: int(path.name.split(".")[0].removeprefix("seed_")))
+    if not paths:
+        raise StudyConfigError(f"{folder / 'records'} holds no seed records (records/seed_<s>.json.gz)")
     return [SeedRecord.from_json(read_record_payload(path)["record"]) for path in paths]
 
 
@@ -75,11 +79,10 @@ def per_seed_table(folder: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Print the README's table of the folders ``argv``, or with ``--per-seed`` first, each folder's per-seed table."""
     if argv[:1] == ["--per-seed"]:
-        print("\n\n".join(per_seed_table(Path(folder)) for folder in argv[1:]))
-    else:
-        print(readme_table([Path(folder) for folder in argv]))
-    return 0
+        return exit_status("neuralop_merge.study.table", lambda: print("\n\n".join(per_seed_table(Path(f)) for f in argv[1:])))
+    return exit_status("neuralop_merge.study.table", lambda: print(readme_table([Path(folder) for folder in argv])))
 
 
 if __name__ == "__main__":
