@@ -16,10 +16,9 @@ import functools
 import gzip
 import hashlib
 import json
-import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from .evaluation import evaluate_seed
 from .models import train_models
 from .records import SNAPSHOT_FILE, SeedRecord
 from .report import write_outputs
-from .side_by_side import check_fixed_budgets, train_models_side_by_side
+from .side_by_side import check_fixed_budgets, spawn_pool, train_models_side_by_side
 
 Log = Callable[[str], None]
 
@@ -159,9 +158,7 @@ def run_missing_seeds(config: StudyConfig, missing: list[int], out: Path, digest
             keep(run_seed(config, seed, device=device, progress=progress, log=log, model_jobs=model_jobs))
         return records
     log(f"== {config.family} ({config.scale}) seeds {missing}: {min(jobs, len(missing))} worker processes ==")
-    # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(missing)), mp_context=context) as pool:
+    with spawn_pool(min(jobs, len(missing))) as pool:
         threads = torch.get_num_threads()
         futures = {pool.submit(run_seed_in_worker, config, seed, device, threads, model_jobs): seed for seed in missing}
         errors = {}

@@ -58,6 +58,12 @@ def fit_in_worker(fit: Callable[..., ProcessedModel], runs: SeedTrainer, threads
     return move_all(model, "cpu"), runs.steps, runs.seconds
 
 
+def spawn_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes, as every study path that runs work in workers uses."""
+    # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def check_fixed_budgets(config: StudyConfig) -> None:
     """Refuse a configuration whose runs may stop early: their budgets could not be set before the experts finish."""
     if config.train.patience_fraction is not None:
@@ -91,9 +97,7 @@ def train_models_side_by_side(config: StudyConfig, data: StudyData, seed: int, *
             seconds[name] = max(value, seconds.get(name, 0.0))
         return model
 
-    # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with spawn_pool(workers) as pool:
         def start(fit: Callable[..., ProcessedModel], *args: Any) -> Future:
             return pool.submit(fit_in_worker, fit, runs, torch.get_num_threads(), *args)
 
@@ -111,4 +115,4 @@ def train_models_side_by_side(config: StudyConfig, data: StudyData, seed: int, *
     return Models(*(move_all(model, device) for model in models), steps, seconds)
 
 
-__all__ = ["check_fixed_budgets", "move_all", "train_models_side_by_side"]
+__all__ = ["check_fixed_budgets", "move_all", "spawn_pool", "train_models_side_by_side"]

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +36,7 @@ from ..models import SeedTrainer, build_fno
 from ..pipeline import config_digest, log_with_prefix
 from ..report import IN_DISTRIBUTION_SPLITS, beats_anchor, competence_checks, divergence_verdict
 from ..report import summary as seed_summary
+from ..side_by_side import spawn_pool
 from ..stats import geometric_mean_ratio
 
 Log = Callable[[str], None]
@@ -91,8 +90,7 @@ class AblationSettings:
             return [per_seed(self, *args, seed) for seed in self.seeds]
         workers = min(self.jobs, len(self.seeds))
         self.log(f"  seeds {list(self.seeds)} in {workers} worker processes")
-        # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with spawn_pool(workers) as pool:
             futures = [pool.submit(seed_in_worker, per_seed, self.for_seed(seed), args, seed, torch.get_num_threads())
                        for seed in self.seeds]
             return [future.result() for future in futures]
