@@ -6,6 +6,7 @@ import gzip
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -30,6 +31,7 @@ from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, Study, competenc
 from neuralop_merge.study.script import main as study_main, parse_setting
 from neuralop_merge.study.side_by_side import move_all
 from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
+from neuralop_merge.study.table import readme_table
 from neuralop_merge.training.processing import IncrementDataProcessor, ProcessedModel
 
 TINY = [
@@ -330,6 +332,10 @@ def test_one_seed_prints_no_zero_spread_and_names_its_command(demo_run, capsys):
     text = (out / "results.md").read_text()
     assert "± 0.0000" not in text
     assert "one seed, so no interval" in text and "beats it" not in text
+    # One seed's clustered bootstrap gives its mean twice: no "[x, x]" printed as if it were an interval.
+    assert "one seed: no CI" in text
+    assert not any(low == high for low, high in re.findall(r"\[(-?[\d.]+), (-?[\d.]+)\]", text))
+    assert "one seed: no CI" in readme_table([out]) and "**" not in readme_table([out])
     assert text.splitlines()[5].startswith("neuralop-merge demo")
     # Running it again reuses the finished seed instead of training anything.
     assert main(argv) == 0

@@ -24,7 +24,10 @@ NAMES = {"anchor": "anchor", "average": "average", "anchor_extra": "anchor + ste
          "conditioned": "conditioned FNO"}
 
 
-def _ratio(cell: dict[str, Any]) -> str:
+def _ratio(cell: dict[str, Any], n_seeds: int) -> str:
+    """The ratio with its CI, bold where the CI's upper bound is below 1; one seed has no interval to judge."""
+    if n_seeds < 2:
+        return f"{cell['gm_ratio']:.2f} (one seed: no CI)"
     low, high = cell["ci"]
     mark = "**" if high < 1 else ""
     return f"{mark}{cell['gm_ratio']:.2f}{mark} [{low:.2f}, {high:.2f}]"
@@ -37,7 +40,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     return [
         [results["family"], str(len(results["seeds"])), f"{worst:.3f} (≤ {competence['target']})", results["selected_ccm"],
          f"c = {c}", f"{table['ccm']['reduction_vs_anchor']:+.1f} %",
-         *(_ratio(results["paired_by_regime"][c][f"ccm_vs_{baseline}"]) for baseline in COMPARED),
+         *(_ratio(results["paired_by_regime"][c][f"ccm_vs_{baseline}"], len(results["seeds"])) for baseline in COMPARED),
          f"{results['published_ood_reduction_vs_anchor']} %"]
         for c, table in results["ood_by_regime"].items()
     ]
