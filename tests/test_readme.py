@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -109,3 +110,13 @@ def test_the_results_index_names_every_committed_results_folder_and_only_those()
     assert folders <= named, f"examples/results/README.md does not say what {sorted(folders - named)} hold"
     missing = named - {"ablations"} - folders
     assert not missing, f"examples/results/README.md names folders that are not there: {sorted(missing)}"
+
+
+def test_every_committed_benchmark_result_names_the_command_that_wrote_it_and_the_readme_cites_it():
+    results = README.parent / "benchmarks" / "results"
+    text = README.read_text()
+    for path in sorted(results.glob("*.json")):
+        relative = path.relative_to(README.parent).as_posix()
+        command = json.loads(path.read_text()).get("command", "")
+        assert command.startswith("python benchmarks/") and command.endswith(f"--json {relative}"), path.name
+        assert relative in text, f"the README does not cite {relative}"
