@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import exit_status
 from .config import StudyConfigError
 from .markdown import table_lines
-from .pipeline import read_record_payload
+from .pipeline import read_record_payload, saved_record_path
 from .records import SeedRecord
 
 COMPARED = ("anchor", "average", "anchor_extra", "fixed_alpha", "conditioned")
@@ -58,21 +58,24 @@ def _alpha(value: float) -> str:
     return f"{round(float(value), 2) + 0.0:+.2f}"
 
 
-def seed_records(folder: Path) -> list[SeedRecord]:
-    """The records of ``folder/records``, by seed."""
-    paths = sorted((folder / "records").glob("seed_*.json.gz"), key=lambda path: int(path.name.split(".")[0].removeprefix("seed_")))
-    if not paths:
-        raise StudyConfigError(f"{folder / 'records'} holds no seed records (records/seed_<s>.json.gz)")
-    return [SeedRecord.from_json(read_record_payload(path)["record"]) for path in paths]
+def seed_records(folder: Path, seeds: list[int]) -> list[SeedRecord]:
+    """The records of ``seeds``, found where the study saves them (:func:`~.pipeline.saved_record_path`)."""
+    paths = {seed: saved_record_path(folder, seed) for seed in seeds}
+    missing = [seed for seed, path in paths.items() if path is None]
+    if missing or not paths:
+        wanted = f"seeds {missing}" if missing else "any seed (results.json names none)"
+        raise StudyConfigError(f"{folder / 'records'} holds no seed records for {wanted} (records/seed_<s>.json.gz)")
+    return [SeedRecord.from_json(read_record_payload(path)["record"]) for path in paths.values()]
 
 
 def per_seed_table(folder: Path) -> str:
     """Per seed and OOD side: the anchor's, the selected CCM's and the oracle α's mean error, the CCM's cut of
-    the anchor's and the range of the α it chose, read from the study's records (the report pools the seeds)."""
-    selected = json.loads((folder / "results.json").read_text())["selected_ccm"]
+    the anchor's and the range of the α it chose, read from the records of the seeds results.json reports."""
+    results = json.loads((folder / "results.json").read_text())
+    selected = results["selected_ccm"]
     columns = ["seed", "OOD side", "anchor", selected, "cut", "oracle α: error", "oracle α", f"{selected}: α chosen"]
     body = []
-    for record in seed_records(folder):
+    for record in seed_records(folder, results.get("seeds", [])):
         for regime in (r for r in record.regimes if r.split == "ood"):
             anchor, ccm, oracle = (float(np.mean(regime.methods[m].rel_l2)) for m in ("anchor", selected, "oracle"))
             alphas = np.atleast_1d(regime.methods[selected].alpha if regime.methods[selected].alpha is not None else np.nan)
