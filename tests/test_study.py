@@ -20,14 +20,15 @@ from neuralop.models import FNO
 from neuralop_merge.cli import main
 from neuralop_merge.study import SPLITS, get_config
 from neuralop_merge.study.config import FAMILIES, SCALES, StudyConfigError, scale_seeds
-from neuralop_merge.study.evaluation import alpha_grid, persistence, score_prediction, select_variant
+from neuralop_merge.metrics import prefix_error
+from neuralop_merge.study.evaluation import alpha_grid, persistence, score, score_prediction, select_variant
 from neuralop_merge.study.figures import snapshot_figure
-from neuralop_merge.study.markdown import divergence_line
+from neuralop_merge.study.markdown import divergence_line, prefix_lines
 from neuralop_merge.study.models import SeedTrainer
 from neuralop_merge.study.pipeline import (config_digest, load_record, read_record_payload, record_path, run_study,
                                            save_record, saved_record_path)
 from neuralop_merge.study.records import METHODS, MethodScores, RegimeRecord, SeedRecord, Selection
-from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, Study, competence, failures
+from neuralop_merge.study.report import DIVERGENCE_RULE_MODELS, Study, competence, failures, prefix_vs_future
 from neuralop_merge.study.script import main as study_main, parse_setting
 from neuralop_merge.study.side_by_side import move_all
 from neuralop_merge.study.stats import cluster_bootstrap_mean, geometric_mean_ratio, paired_cell_test
@@ -144,14 +145,48 @@ def test_a_model_of_the_study_diverging_at_the_other_endpoint_breaks_the_no_dive
     assert competence(healthy, "dam_break", failures(healthy))["no_divergence_in_distribution"] is True
 
 
+def test_the_recorded_prefix_error_is_the_error_ccm_prefix_minimises():
+    torch.manual_seed(0)
+    model = FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=8, n_layers=2).eval()
+    trajectories, k = torch.randn(3, 7, 1, 8, 8), 3
+    recorded = score(model, trajectories, k).prefix_error(k)
+    assert recorded.shape == (3,)
+    assert float(recorded.mean()) == pytest.approx(prefix_error(model, trajectories[:, : k + 1]), rel=1e-5)
+
+
+def test_the_prefix_diagnostic_tells_a_prefix_pointing_the_wrong_way_from_one_that_agrees():
+    alphas = [-1.0, 0.0, 1.0]
+
+    def seed(number: int, prefix_curve: list[float], oracle: float) -> SeedRecord:
+        methods = {m: MethodScores([0.1], [0.1], [0.0, 0.1], None) for m in METHODS}
+        methods["oracle"].alpha, methods["ccm_prefix"].alpha = oracle, [0.5, 1.0]
+        regime = RegimeRecord("ood", -2.0, 1.0, [0.3, 0.2, 0.1], methods, prefix_curve)
+        return SeedRecord(number, alphas, Selection(0.0, 1.0, [], {}, {"ccm_prefix": 0.0}), [regime])
+
+    sides = prefix_vs_future(Study([seed(0, [0.2, 0.1, 0.05], -1.0), seed(1, [0.05, 0.1, 0.2], -1.0)]))
+    wrong, right = sides["-2"]["seeds"]
+    assert (wrong["prefix_alpha"], wrong["oracle_alpha"], wrong["ccm_prefix_mean_alpha"]) == (1.0, -1.0, 0.75)
+    assert wrong["prefix_error_at_oracle_over_min"] == pytest.approx(4.0) and right["prefix_error_at_oracle_over_min"] == 1.0
+    assert sides["-2"]["same_side"] == 1
+    assert prefix_lines(sides)[0].endswith("Same side of α = 0: c = -2: 1 of 2 seeds.")
+    assert prefix_lines(sides)[-2:] == ["| -2 | 0 | +1 | -1 | +0.75 | 4.00 |", "| -2 | 1 | -1 | -1 | +0.75 | 1.00 |"]
+    older = seed(2, [], -1.0)  # a record written before the study kept the prefix curve
+    assert prefix_vs_future(Study([older])) is None and "not in these records" in prefix_lines(None)[0]
+
+
 def test_records_round_trip_through_their_compact_json():
     record = _record(7, {"ccm_coord": 0.0, "ccm_coord_calibrated": 0.0, "ccm_prefix": 0.0},
                      {"anchor": 0.123456789, "ccm_prefix": math.inf})
+    record.regimes[0].prefix_curve = [0.123456789, math.inf]
     again = SeedRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again.regimes[0].prefix_curve == [0.12346, math.inf]
     assert again.regimes[0].methods["anchor"].rel_l2 == [0.12346]
     assert again.regimes[0].methods["ccm_prefix"].rel_l2 == [math.inf]
     assert again.selection == record.selection and again.seed == 7
-    assert again.device == ""  # records written before the device field still load
+    older = record.to_json()
+    del older["regimes"][0]["prefix_curve"], older["device"]
+    assert SeedRecord.from_json(older).regimes[0].prefix_curve == []  # records written before either field still load
+    assert again.device == ""
     record.device = "cuda (NVIDIA H200)"
     assert SeedRecord.from_json(json.loads(json.dumps(record.to_json()))).device == "cuda (NVIDIA H200)"
 
@@ -323,6 +358,8 @@ def test_demo_writes_every_documented_key(demo_run):
         for baseline in ("anchor", "average", "fixed_alpha", "conditioned", "anchor_extra"):
             assert set(results["paired"][f"{variant}_vs_{baseline}"]) >= {"split", "gm_ratio", "ci", "p"}
     assert set(results["failures"]["ccm"]) == set(SPLITS)
+    assert set(results["prefix_vs_future"]) == {"-2", "2"}
+    assert [row["seed"] for row in results["prefix_vs_future"]["2"]["seeds"]] == [3]
     for name in ("results.md", "alpha_curves.png", "coordinate_law.png", "error_vs_time.png", "snapshots.png"):
         assert (out / name).is_file(), name
 

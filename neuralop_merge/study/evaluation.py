@@ -50,6 +50,10 @@ class Scores:
     vrmse: torch.Tensor  # [n] future-frame VRMSE per trajectory
     curve: torch.Tensor  # [n, T+1] relative L2 per frame
 
+    def prefix_error(self, k: int) -> torch.Tensor:
+        """``[n]`` mean relative L2 over the observed frames ``1..k``: what CCM-Prefix minimises."""
+        return self.curve[:, 1 : k + 1].mean(dim=1)
+
     def rows(self, part: slice) -> Scores:
         return Scores(self.rel_l2[part], self.vrmse[part], self.curve[part])
 
@@ -95,12 +99,18 @@ def alpha_grid(config: StudyConfig) -> list[float]:
 
 
 def sweep(model_at: Callable[[float], nn.Module], values: list[float], trajectories: torch.Tensor, k: int,
-          *, device: str = "cpu", desc: str = "sweep", progress: bool = True) -> torch.Tensor:
-    """Future-frame error of every trajectory at every value: ``[len(values), n]``."""
-    errors = []
+          *, device: str = "cpu", desc: str = "sweep", progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Future-frame and prefix error of every trajectory at every value: two ``[len(values), n]`` tensors.
+
+    The prefix error (frames ``1..k``, :meth:`Scores.prefix_error`) is read off the same rollouts, so
+    the records can show what CCM-Prefix saw along the line next to what it was scored on.
+    """
+    future, prefix = [], []
     for value in tqdm(values, desc=desc, unit="model", leave=False, disable=not progress):
-        errors.append(score(model_at(value), trajectories, k, device).rel_l2)
-    return torch.stack(errors)
+        scores = score(model_at(value), trajectories, k, device)
+        future.append(scores.rel_l2)
+        prefix.append(scores.prefix_error(k))
+    return torch.stack(future), torch.stack(prefix)
 
 
 def log_error(errors: torch.Tensor) -> torch.Tensor:
@@ -139,14 +149,16 @@ def select_on_validation(config: StudyConfig, ccm: CCM, models: Models, validati
     k, grid = config.prefix_k, alpha_grid(config)
     trajectories = torch.cat([regime.trajectories for regime in validation])
     sizes = [regime.trajectories.shape[0] for regime in validation]
-    alpha_logs = regime_means(sweep(ccm.at, grid, trajectories, k, device=device, desc="validation α", progress=progress), sizes)
+    along_line, _ = sweep(ccm.at, grid, trajectories, k, device=device, desc="validation α", progress=progress)
+    alpha_logs = regime_means(along_line, sizes)
     best = [grid[int(index)] for index in alpha_logs.argmin(dim=0)]
 
     def task_arithmetic(scale: float) -> nn.Module:
         return merge("task_arithmetic", anchor=models.anchor, experts=[models.low, models.high], scale=scale)
 
     scales = list(config.ta_scales)
-    ta_logs = regime_means(sweep(task_arithmetic, scales, trajectories, k, device=device, desc="validation λ", progress=progress), sizes)
+    along_scale, _ = sweep(task_arithmetic, scales, trajectories, k, device=device, desc="validation λ", progress=progress)
+    ta_logs = regime_means(along_scale, sizes)
     mapping = AffineMap.fit((ccm.coordinate(regime.mu), alpha) for regime, alpha in zip(validation, best))
     return Selection(
         fixed_alpha=grid[int(alpha_logs.mean(dim=1).argmin())],
@@ -243,7 +255,8 @@ def test_records(config: StudyConfig, ccm: CCM, calibrated: CCM, models: Models,
     k, grid = config.prefix_k, alpha_grid(config)
     trajectories = torch.cat([regime.trajectories for regime in tests])
     sizes = [regime.trajectories.shape[0] for regime in tests]
-    curves = sweep(ccm.at, grid, trajectories, k, device=device, desc="test α (oracle, figures)", progress=progress)
+    curves, prefix_curves = sweep(ccm.at, grid, trajectories, k, device=device, desc="test α (oracle, figures)",
+                                  progress=progress)
     shared = {name: score(model, trajectories, k, device) for name, model in shared_predictions(ccm, models, selection).items()}
     records, start = [], 0
     for regime, size in tqdm(list(zip(tests, sizes)), desc="regimes", leave=False, disable=not progress):
@@ -253,8 +266,8 @@ def test_records(config: StudyConfig, ccm: CCM, calibrated: CCM, models: Models,
         methods = {name: scores.rows(rows).record() for name, scores in shared.items()}
         methods["fixed_alpha"].alpha = selection.fixed_alpha
         methods.update(regime_methods(config, ccm, calibrated, models, regime, oracle_alpha, device))
-        mean_curve = curves[:, rows].mean(dim=1).tolist()
-        records.append(RegimeRecord(regime.role.removeprefix("test-"), regime.c, regime.mu, mean_curve, methods))
+        mean_curve, mean_prefix = curves[:, rows].mean(dim=1).tolist(), prefix_curves[:, rows].mean(dim=1).tolist()
+        records.append(RegimeRecord(regime.role.removeprefix("test-"), regime.c, regime.mu, mean_curve, methods, mean_prefix))
         start += size
     return records
 

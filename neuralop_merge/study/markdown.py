@@ -169,6 +169,21 @@ def verdict_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def prefix_lines(sides: dict[str, Any] | None) -> list[str]:
+    """Per OOD side and seed, where the prefix error along θ(α) is lowest against where the future error is."""
+    if sides is None:
+        return ["- Prefix error along θ(α): not in these records (written before the study kept it)."]
+    agree = ", ".join(f"c = {c}: {side['same_side']} of {len(side['seeds'])} seeds" for c, side in sides.items())
+    rows = [
+        [c, row["seed"], f"{row['prefix_alpha']:+g}", f"{row['oracle_alpha']:+g}", f"{row['ccm_prefix_mean_alpha']:+.2f}",
+         _number(row["prefix_error_at_oracle_over_min"], 2)]
+        for c, side in sides.items() for row in side["seeds"]
+    ]
+    columns = ["c", "seed", "α of the lowest prefix error", "oracle α", "CCM-Prefix's mean α", "prefix error at the oracle α / lowest"]
+    return [f"- Does the error over the observed frames point along θ(α) where the future error does? Same side of α = 0: "
+            f"{agree}.", "", *table_lines(columns, rows)]
+
+
 def write_markdown(results: dict[str, Any], path: Path, figures: list[str]) -> None:
     """results.md: the command first, then competence, the tables, the verdicts and the figures."""
     law, hits = results["coordinate_law"], results["edge_hits"]
@@ -189,7 +204,8 @@ def write_markdown(results: dict[str, Any], path: Path, figures: list[str]) -> N
         f"- Coordinate law over all test regimes and seeds: oracle α ≈ {law['slope']:.2f}·c + {law['intercept']:.2f}, "
         f"Pearson r = {_number(law['pearson_r'], 2)}.",
         f"- α-range edge hits: the oracle on {hits['oracle_regimes']} regime(s), CCM-Prefix on "
-        f"{hits['ccm_prefix_trajectories']} trajectory(ies).", "",
+        f"{hits['ccm_prefix_trajectories']} trajectory(ies).",
+        *prefix_lines(results.get("prefix_vs_future")), "",
         *(f"![{name}]({name})" for name in figures),
     ]
     write_text(path, "\n".join(lines) + "\n", overwrite=True)

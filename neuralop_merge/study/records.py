@@ -74,13 +74,18 @@ class MethodScores:
 
 @dataclass
 class RegimeRecord:
-    """All methods on one test regime of one seed; ``alpha_curve`` is the mean error per grid α."""
+    """All methods on one test regime of one seed.
+
+    ``alpha_curve`` is the mean future-frame error per grid α, ``prefix_curve`` the mean error over the
+    observed frames per grid α (what CCM-Prefix minimises); it is empty in records older than it.
+    """
 
     split: str
     c: float
     mu: float
     alpha_curve: list[float]
     methods: dict[str, MethodScores]
+    prefix_curve: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -116,7 +121,8 @@ class SeedRecord:
         record = asdict(self)
         record["snapshot"] = None
         for regime in record["regimes"]:
-            regime["alpha_curve"] = [compact(v) for v in regime["alpha_curve"]]
+            for key in ("alpha_curve", "prefix_curve"):
+                regime[key] = [compact(v) for v in regime[key]]
             for scores in regime["methods"].values():
                 for key in ("rel_l2", "vrmse", "curve"):
                     scores[key] = [compact(v) for v in scores[key]]
@@ -129,6 +135,7 @@ class SeedRecord:
                 r["split"], r["c"], r["mu"], expand(r["alpha_curve"]),
                 {name: MethodScores(expand(m["rel_l2"]), expand(m["vrmse"]), expand(m["curve"]), m["alpha"])
                  for name, m in r["methods"].items()},
+                expand(r.get("prefix_curve", [])),
             )
             for r in data["regimes"]
         ]

@@ -191,6 +191,40 @@ def edge_hits(study: Study, alpha_range: tuple[float, float]) -> dict[str, int]:
     return {"oracle_regimes": oracle, "ccm_prefix_trajectories": prefix}
 
 
+def prefix_vs_future(study: Study) -> dict[str, Any] | None:
+    """Per OOD side and seed: does the error over the observed frames point along θ(α) where the future's does?
+
+    Each seed whose record keeps the prefix curve gives the grid α of its lowest mean prefix error, the
+    oracle α (lowest future error), CCM-Prefix's mean α over the trajectories, and the prefix error at
+    the oracle α over the prefix curve's minimum (near 1: the observed frames barely tell the two α
+    apart). ``same_side`` counts the seeds whose prefix and oracle α share a sign. None when no record
+    keeps the curve (records older than it).
+    """
+    kept = [record for record in study.records if all(r.prefix_curve for r in record.regimes)]
+    if not kept:
+        return None
+    sides = {}
+    for c in study.coordinates("ood"):
+        rows = [prefix_row(record, regime) for record in kept for regime in study.regimes(record, "ood", c)]
+        same = sum(1 for row in rows if np.sign(row["prefix_alpha"]) == np.sign(row["oracle_alpha"]))
+        sides[f"{c:g}"] = {"seeds": rows, "same_side": same}
+    return sides
+
+
+def prefix_row(record: SeedRecord, regime: RegimeRecord) -> dict[str, Any]:
+    """One seed's line of :func:`prefix_vs_future` on one regime."""
+    curve, alphas = np.asarray(regime.prefix_curve, dtype=float), np.asarray(record.alphas)
+    curve = np.where(np.isfinite(curve), curve, np.inf)  # a NaN would otherwise win argmin
+    lowest, oracle = int(np.argmin(curve)), regime.methods["oracle"].alpha
+    return {
+        "seed": record.seed,
+        "prefix_alpha": record.alphas[lowest],
+        "oracle_alpha": oracle,
+        "ccm_prefix_mean_alpha": float(np.mean(regime.methods["ccm_prefix"].alpha)),
+        "prefix_error_at_oracle_over_min": float(curve[np.argmin(np.abs(alphas - oracle))] / curve[lowest]),
+    }
+
+
 def law(study: Study) -> dict[str, Any]:
     """The coordinate law over all test regimes and seeds: oracle α against c."""
     points = [(r.c, r.methods["oracle"].alpha) for record in study.records for r in record.regimes]
@@ -216,6 +250,7 @@ def aggregate(config: StudyConfig, records: list[SeedRecord], *, command: str = 
         "failures": failure_counts,
         "edge_hits": edge_hits(study, config.alpha_range),
         "coordinate_law": law(study),
+        "prefix_vs_future": prefix_vs_future(study),
         "published_ood_reduction_vs_anchor": PUBLISHED_OOD_REDUCTION.get(config.family),
         "selection": [{"seed": r.seed, **vars(r.selection)} for r in records],
         "steps": [{"seed": r.seed, **r.steps} for r in records],

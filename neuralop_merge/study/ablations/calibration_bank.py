@@ -52,7 +52,7 @@ def best_alphas(line: SeedLine, regimes: dict[float, Regime]) -> dict[float, flo
     grid, coords = alpha_grid(line.config), sorted(regimes)
     x = torch.cat([regimes[c].trajectories for c in coords])
     sizes = [regimes[c].trajectories.shape[0] for c in coords]
-    logs = regime_means(sweep(line.ccm().at, grid, x, line.config.prefix_k, progress=False), sizes)
+    logs = regime_means(sweep(line.ccm().at, grid, x, line.config.prefix_k, progress=False)[0], sizes)
     return {c: grid[int(index)] for c, index in zip(coords, logs.argmin(dim=0))}
 
 

@@ -32,7 +32,7 @@ def seed_cells(settings: AblationSettings, line: SeedLine) -> tuple[dict[str, An
     for split in SPLITS:
         x = torch.cat([regime.trajectories for regime in line.tests(split)])
         prefix, alphas = prefix_scores(ccm, x, config, settings.device)
-        cells[split] = {"fixed": sweep(ccm.at, alpha_grid(config), x, config.prefix_k, progress=False).tolist(),
+        cells[split] = {"fixed": sweep(ccm.at, alpha_grid(config), x, config.prefix_k, progress=False)[0].tolist(),
                         "prefix": prefix.rel_l2.tolist()}
         coords = [regime.c for regime in line.tests(split) for _ in range(regime.trajectories.shape[0])]
         picks += [{"seed": line.seed, "split": split, "c": c, "alpha": a} for c, a in zip(coords, alphas)]
