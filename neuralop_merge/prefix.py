@@ -8,16 +8,17 @@ rollout, so :func:`select_alpha` offers two searches:
 ``"grid"``
     the exhaustive reference: ``n_grid`` uniform points, both ends included.
 ``"fast"``
-    a coarse subset of that grid, then a safeguarded parabolic search over the
-    grid's indices inside the bracket of the best coarse point, down to a
-    local minimum of the grid. On a curve that is unimodal at the coarse
-    resolution this is exactly the grid's choice, for about a quarter of the
-    evaluations; otherwise the coarse grid is made twice as dense first.
+    a coarse subset of that grid, its points about one unit of α apart, then a
+    safeguarded parabolic search over the grid's indices inside the bracket of
+    the best coarse point, down to a local minimum of the grid. On a curve that
+    is unimodal at the coarse resolution this is exactly the grid's choice, for
+    a quarter to two fifths of the evaluations; otherwise the coarse grid is made twice as
+    dense first, and every coarse basin is searched.
 ``"parabolic"``
     the same, except that on a curve unimodal at the coarse resolution it stops
     as soon as the parabola through a bracket at most :data:`LOCAL_BRACKET` grid
     steps wide puts the minimum within one grid step of the best point found:
-    within one grid step of the grid's choice, typically after 6 to 8
+    within one grid step of the grid's choice, typically after 7 to 10
     evaluations. :func:`search_line` pairs it with candidates written in place
     (:class:`~neuralop_merge.combination.LinearPath`).
 """
@@ -50,6 +51,11 @@ SEARCH_METHOD = "fast"
 #: the minimum within one step: narrower costs evaluations, wider misses on lopsided
 #: curves (chosen on the prefix-error curves of the three study families).
 LOCAL_BRACKET = 7
+#: Widest gap, in units of α, between the points of the fast methods' coarse scan. One unit is the
+#: distance from the average (α = 0) to an expert (α = ±1): a scan with gaps of 2 (5 points on ±4)
+#: stepped over a deep basin next to the low expert on the prefix curves of the study's DiffReact
+#: extrapolation (errors 0.70 at α = -2, 0.10 at -1.4, 0.24 at 0) and settled in a shallower one.
+MAX_COARSE_STEP = 1.0
 #: Most points of a search grid: 10 001 rollouts already take hours at the study's sizes.
 MAX_GRID = 10_001
 
@@ -185,7 +191,7 @@ def select_alpha(
     method: str = SEARCH_METHOD,
     n_grid: int = N_GRID,
     history: int = 1,
-    n_coarse: int = 5,
+    n_coarse: int | None = None,
     max_batch: int | None = None,
     data_processor: nn.Module | None = None,
 ) -> PrefixSearch:
@@ -203,18 +209,18 @@ def select_alpha(
     method : {"fast", "grid", "parabolic"}, default "fast"
         ``"grid"`` evaluates ``n_grid`` uniform points; ``"fast"`` finds a
         local minimum of the same grid, which is the grid's choice whenever
-        the curve is unimodal at the coarse resolution, with about a quarter
-        of the evaluations; ``"parabolic"`` stops within one grid step of it,
-        with about a sixth.
+        the curve is unimodal at the coarse resolution, with a quarter to two
+        fifths of the evaluations; ``"parabolic"`` stops within one grid step
+        of it, with a little fewer.
     n_grid : int, default 41
         Size of the reference grid; its spacing sets the fast method's
         resolution.
     history : int, default 1
         Number of past frames the model sees.
-    n_coarse : int, default 5
-        Number of grid points in the fast method's first, coarse scan (>= 3).
-        With the default 41-point grid, 5 makes the coarse points every
-        tenth grid point.
+    n_coarse : int, optional
+        Number of grid points in the fast methods' first, coarse scan (>= 3).
+        By default enough for points at most about :data:`MAX_COARSE_STEP`
+        apart, and at least 5: 7 on the default range (−3, 3), 9 on (−4, 4).
     max_batch : int, optional
         Passed to the rollout to bound memory.
     data_processor : neuraloperator DataProcessor, optional
@@ -227,6 +233,7 @@ def select_alpha(
         The chosen coefficient and every evaluation made.
     """
     low, high = _check_search(alpha_range, method, n_grid, n_coarse)
+    n_coarse = coarse_count(low, high) if n_coarse is None else n_coarse
     frames = check_frames(frames, history)
     objective = _PrefixObjective(
         model_at, frames, history=history, max_batch=max_batch, data_processor=data_processor
@@ -238,6 +245,11 @@ def select_alpha(
     else:
         _fast_search(objective, grid, n_coarse, stop_within_a_step=method == "parabolic")
     return _summary(objective, method)
+
+
+def coarse_count(low: float, high: float) -> int:
+    """Points of the default coarse scan of ``[low, high]``: gaps of at most :data:`MAX_COARSE_STEP`, at least 5 points."""
+    return max(5, math.ceil((high - low) / MAX_COARSE_STEP - 1e-9) + 1)
 
 
 def search_axis(
@@ -414,12 +426,13 @@ def _summary(objective: _PrefixObjective, method: str) -> PrefixSearch:
 
 
 def _check_search(
-    alpha_range: tuple[float, float], method: str, n_grid: int, n_coarse: int
+    alpha_range: tuple[float, float], method: str, n_grid: int, n_coarse: int | None
 ) -> tuple[float, float]:
     if method not in METHODS:
         raise StrategyError(f"method must be one of {METHODS}, got {method!r}")
     low, high = _alpha_range(alpha_range)
-    for name, value, smallest in (("n_grid", n_grid, 2), ("n_coarse", n_coarse, 3)):
+    counts = (("n_grid", n_grid, 2),) + ((("n_coarse", n_coarse, 3),) if n_coarse is not None else ())
+    for name, value, smallest in counts:
         if isinstance(value, bool) or not isinstance(value, int) or not smallest <= value <= MAX_GRID:
             raise StrategyError(f"{name} must be an integer in [{smallest}, {MAX_GRID}], got {value!r}")
     return low, high

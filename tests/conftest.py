@@ -31,6 +31,17 @@ class Toy(nn.Module):
         return self.linear(x) * self.scale + self.spectral.real.sum()
 
 
+class Scale(nn.Module):
+    """One-step model x -> factor * x: its rollout is known in closed form, and along a line of factors
+    its prefix error is whatever function of α the factors are made to follow."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = nn.Parameter(torch.tensor(factor))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.factor * x
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Every test on one thread: its models are tiny, and on a shared 2-core machine more threads only wait."""

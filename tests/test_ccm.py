@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tensors
-from torch import nn
+from conftest import Scale, tensors
 
 import neuralop_merge as nm
 from neuralop_merge.rollout import rollout
@@ -136,19 +135,9 @@ def test_each_door_of_the_line_records_the_strategy_merge_names(fno_trio):
     assert all(torch.equal(v, tensors(strategy)[k]) for k, v in tensors(door.model).items())
 
 
-class Scale(nn.Module):
-    """x ↦ w·x: along the line w(α) = 1 + 0.1·α, the prefix error is unimodal in α, zero at the truth."""
-
-    def __init__(self, weight: float) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.tensor(weight))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weight * x
-
-
 @pytest.mark.parametrize("truth_alpha", [-2.85, -0.45, 1.35, 3.0])
 def test_parabolic_search_is_within_a_grid_step_of_the_grid_on_a_unimodal_curve(truth_alpha):
+    # x -> w·x along w(α) = 1 + 0.1·α: the prefix error is unimodal in α, zero at the truth.
     ccm = nm.CCM(Scale(1.0), Scale(0.9), Scale(1.1), low_coord=1.0, high_coord=2.0)
     torch.manual_seed(3)
     frames = rollout(ccm.at(truth_alpha), torch.rand(2, 1, 4, 4) + 0.5, 4)
@@ -160,5 +149,5 @@ def test_parabolic_search_is_within_a_grid_step_of_the_grid_on_a_unimodal_curve(
     # The same evaluations as "fast" up to its early stop, so never more of them.
     assert result.n_evaluations <= min(fast.n_evaluations, 9)
     # Candidates were written in place; the deployed weights are the strategy's own at the chosen α.
-    assert torch.equal(result.model.weight, ccm.at(result.alpha).weight)
+    assert torch.equal(result.model.factor, ccm.at(result.alpha).factor)
     assert result.model.provenance["search"] == "parabolic" and result.model.provenance["strategy"] == "ccm_prefix"

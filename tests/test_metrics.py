@@ -4,21 +4,11 @@ import math
 
 import pytest
 import torch
+from conftest import Scale
 from torch import nn
 
 from neuralop_merge.errors import EvaluationError
 from neuralop_merge.metrics import future_error, prefix_error, relative_l2, vrmse
-
-
-class Scale(nn.Module):
-    """One-step model x -> factor * x, whose rollout is known in closed form."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = nn.Parameter(torch.tensor(factor))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.factor * x
 
 
 def two_step_pair() -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,9 +2,10 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
-from conftest import tiny_fno
+from conftest import Scale, tiny_fno
 from neuralop.models import FNO
 from torch import nn
 
@@ -62,7 +63,27 @@ def test_fast_search_agrees_with_grid(true_alpha):
     fast = select_alpha(model_at, frames, method="fast")
     assert abs(fast.alpha - grid.alpha) <= GRID_SPACING + 1e-9
     assert error_of_choice(fast) <= 1.01 * error_of_choice(grid)
-    assert fast.n_evaluations <= 41 / 3
+    assert fast.n_evaluations <= 41 / 2  # coarse points one unit apart, 7 on ±3, then the basins' searches
+
+
+def test_the_fast_search_does_not_step_over_a_deep_basin_next_to_an_expert():
+    """A prefix curve shaped as CCM-Prefix met it on DiffReact's c = -2 extrapolation (study records, seed 42):
+    high at α = -2, a deep minimum at -1.4, a shallow one near +1.2. Five coarse points on ±4 (gaps of 2) see
+    only the shallow one; points one unit apart find the grid's choice."""
+    knots = ([-4.0, -2.0, -1.4, -1.0, 0.0, 1.0, 1.2, 2.0, 4.0], [3.0, 0.70, 0.104, 0.153, 0.241, 0.233, 0.228, 0.236, 1.0])
+
+    def model_at(alpha: float) -> nn.Module:
+        return Scale(1.0 + float(np.interp(alpha, *knots)))
+
+    frames = torch.ones(1, 5, 1, 4, 4)
+    search = {"alpha_range": (-4.0, 4.0), "n_grid": 41}
+    grid = select_alpha(model_at, frames, method="grid", **search)
+    assert grid.alpha == pytest.approx(-1.4)
+    assert select_alpha(model_at, frames, n_coarse=5, **search).alpha == pytest.approx(1.2)  # the old default's miss
+    for method in ("fast", "parabolic"):
+        found = select_alpha(model_at, frames, method=method, **search)
+        assert abs(found.alpha - grid.alpha) <= 0.2 + 1e-9, method
+        assert found.n_evaluations < 41
 
 
 def test_search_records_every_evaluation_once_and_sorted():
@@ -93,6 +114,8 @@ def test_bad_search_parameters_are_refused():
         select_alpha(model_at, frames, alpha_range=(1.0, -1.0))
     with pytest.raises(StrategyError, match="n_grid"):
         select_alpha(model_at, frames, n_grid=1)
+    with pytest.raises(StrategyError, match="n_coarse"):
+        select_alpha(model_at, frames, n_coarse=2)
 
 
 def test_float64_frames_are_cast_to_the_models_dtype_before_scoring():

@@ -154,24 +154,32 @@ def test_the_recorded_prefix_error_is_the_error_ccm_prefix_minimises():
     assert float(recorded.mean()) == pytest.approx(prefix_error(model, trajectories[:, : k + 1]), rel=1e-5)
 
 
-def test_the_prefix_diagnostic_tells_a_prefix_pointing_the_wrong_way_from_one_that_agrees():
+def test_the_prefix_diagnostic_finds_a_search_that_stopped_short_of_its_own_minimum():
     alphas = [-1.0, 0.0, 1.0]
 
-    def seed(number: int, prefix_curve: list[float], oracle: float) -> SeedRecord:
-        methods = {m: MethodScores([0.1], [0.1], [0.0, 0.1], None) for m in METHODS}
-        methods["oracle"].alpha, methods["ccm_prefix"].alpha = oracle, [0.5, 1.0]
+    def seed(number: int, prefix_curve: list[float], chosen_prefix_error: float) -> SeedRecord:
+        methods = {m: MethodScores([0.1], [0.1], [0.0, 0.3, 0.3, 0.3], None) for m in METHODS}
+        methods["low"].curve = [0.0, 0.1, 0.1, 0.1]  # the best single α of the line, -1, over the k = 2 observed frames
+        for name, alpha in (("fixed_alpha", 1.0), ("ccm_coord", -1.0), ("ccm_coord_calibrated", 0.0), ("wrong_sign", 1.0)):
+            methods[name].alpha = alpha
+        methods["oracle"].alpha, methods["oracle"].curve = -1.0, [0.0, 0.1, 0.1, 0.1]
+        methods["ccm_prefix"].alpha, methods["ccm_prefix"].curve = [0.5, 1.0], [0.0, chosen_prefix_error, chosen_prefix_error, 0.5]
         regime = RegimeRecord("ood", -2.0, 1.0, [0.3, 0.2, 0.1], methods, prefix_curve)
         return SeedRecord(number, alphas, Selection(0.0, 1.0, [], {}, {"ccm_prefix": 0.0}), [regime])
 
-    sides = prefix_vs_future(Study([seed(0, [0.2, 0.1, 0.05], -1.0), seed(1, [0.05, 0.1, 0.2], -1.0)]))
-    wrong, right = sides["-2"]["seeds"]
-    assert (wrong["prefix_alpha"], wrong["oracle_alpha"], wrong["ccm_prefix_mean_alpha"]) == (1.0, -1.0, 0.75)
-    assert wrong["prefix_error_at_oracle_over_min"] == pytest.approx(4.0) and right["prefix_error_at_oracle_over_min"] == 1.0
-    assert sides["-2"]["same_side"] == 1
-    assert prefix_lines(sides)[0].endswith("Same side of α = 0: c = -2: 1 of 2 seeds.")
-    assert prefix_lines(sides)[-2:] == ["| -2 | 0 | +1 | -1 | +0.75 | 4.00 |", "| -2 | 1 | -1 | -1 | +0.75 | 1.00 |"]
-    older = seed(2, [], -1.0)  # a record written before the study kept the prefix curve
-    assert prefix_vs_future(Study([older])) is None and "not in these records" in prefix_lines(None)[0]
+    # seed 0's prefix curve points away from the oracle; seed 1's CCM-Prefix sits above the lowest grid α
+    prefix = prefix_vs_future(Study([seed(0, [0.2, 0.1, 0.05], 0.05), seed(1, [0.05, 0.1, 0.2], 0.2)]), k=2)
+    away, missed = prefix["ood"]["-2"]["seeds"]
+    assert (away["lowest_prefix_alpha"], away["oracle_alpha"], away["ccm_prefix_mean_alpha"]) == (1.0, -1.0, 0.75)
+    assert not away["search_missed"] and missed["search_missed"] and missed["line_from"] == "grid"
+    assert (prefix["ood"]["-2"]["same_side"], prefix["search_missed"], prefix["regimes"]) == (1, 1, 2)
+    lines = prefix_lines(prefix)
+    assert "same side of α = 0 in c = -2: 1 of 2 seeds" in lines[0] and "on 1 of 2 (seed, test regime) cells" in lines[0]
+    assert lines[-1] == "| -2 | 1 | -1.00 | 0.050 | -1.00 | 0.100 | +0.75 | 0.200 | **yes** | grid |"
+    # A record written before the prefix curve: the recorded single-α models stand in for the grid.
+    older = prefix_vs_future(Study([seed(2, [], 0.2)]), k=2)["ood"]["-2"]["seeds"][0]
+    assert (older["lowest_prefix_alpha"], older["lowest_prefix_error"], older["search_missed"]) == (-1.0, 0.1, True)
+    assert older["line_from"] == "recorded models" and prefix_lines(None) == []
 
 
 def test_records_round_trip_through_their_compact_json():
@@ -281,8 +289,11 @@ def test_a_setting_added_later_keeps_the_digest_of_earlier_records_at_its_earlie
         config = get_config("diffreact", scale)  # its committed records were written before expert_replay existed
         record = load_record(saved_record_path(folder, config.seeds[0]), config_digest(config))
         assert record.seed == config.seeds[0]
-    replayed = get_config("diffreact", "small16x2d4ex2").with_overrides(expert_replay=0.25)
-    assert config_digest(replayed) != config_digest(get_config("diffreact", "small16x2d4ex2"))
+    headline = get_config("diffreact", "small16x2d4ex2")
+    for later in ({"expert_replay": 0.25}, {"prefix_n_coarse": None}, {"prefix_n_coarse": 9}):
+        assert config_digest(headline.with_overrides(**later)) != config_digest(headline), later
+    with pytest.raises(StudyConfigError, match="prefix_n_coarse"):
+        headline.with_overrides(prefix_n_coarse=2)
 
 
 def test_experts_replay_the_configurations_share_of_support_pairs_unless_told_otherwise(monkeypatch):
@@ -358,8 +369,8 @@ def test_demo_writes_every_documented_key(demo_run):
         for baseline in ("anchor", "average", "fixed_alpha", "conditioned", "anchor_extra"):
             assert set(results["paired"][f"{variant}_vs_{baseline}"]) >= {"split", "gm_ratio", "ci", "p"}
     assert set(results["failures"]["ccm"]) == set(SPLITS)
-    assert set(results["prefix_vs_future"]) == {"-2", "2"}
-    assert [row["seed"] for row in results["prefix_vs_future"]["2"]["seeds"]] == [3]
+    assert set(results["prefix_vs_future"]["ood"]) == {"-2", "2"}
+    assert [row["line_from"] for row in results["prefix_vs_future"]["ood"]["2"]["seeds"]] == ["grid"]
     for name in ("results.md", "alpha_curves.png", "coordinate_law.png", "error_vs_time.png", "snapshots.png"):
         assert (out / name).is_file(), name
 

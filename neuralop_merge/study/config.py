@@ -167,6 +167,9 @@ class StudyConfig:
     prefix_k: int = 4
     n_grid: int = 41
     alpha_range: tuple[float, float] = (-4.0, 4.0)
+    #: Points of CCM-Prefix's coarse scan. 5 (gaps of 2 on ±4) is what every registered protocol ran with;
+    #: None takes the library's default, points about one unit of α apart, which finds basins 5 steps over.
+    prefix_n_coarse: int | None = 5
     ta_scales: tuple[float, ...] = tuple(round(0.2 * i, 2) for i in range(8))
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +189,9 @@ class StudyConfig:
         grid = [low + (high - low) * i / (self.n_grid - 1) for i in range(self.n_grid)] if self.n_grid > 1 else []
         if not any(abs(a - 1) < 1e-9 for a in grid) or not any(abs(a + 1) < 1e-9 for a in grid):
             raise StudyConfigError(f"the α grid ({self.n_grid} points on {self.alpha_range}) must contain ±1 exactly")
+        coarse = self.prefix_n_coarse
+        if coarse is not None and (isinstance(coarse, bool) or not isinstance(coarse, int) or coarse < 3):
+            raise StudyConfigError(f"prefix_n_coarse must be None or a whole number of at least 3, got {coarse!r}")
         if not 0.0 <= self.train.expert_replay < 1.0:
             raise StudyConfigError(f"expert_replay must lie in [0, 1), got {self.train.expert_replay}")
         frames = self.data.n_frames

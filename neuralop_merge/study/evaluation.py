@@ -26,6 +26,7 @@ from ..ccm import CCM
 from ..coordinates import AffineMap
 from ..merging import merge
 from ..metrics import future_error, relative_l2, vrmse
+from ..prefix import select_alpha
 from ..rollout import rollout
 from .config import Regimes, StudyConfig
 from .data import Regime, StudyData
@@ -124,13 +125,21 @@ def regime_means(errors: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return torch.stack([part.mean(dim=1) for part in log_error(errors).split(sizes, dim=1)], dim=1)
 
 
+def prefix_choice(ccm: CCM, frames: torch.Tensor, config: StudyConfig) -> tuple[float, nn.Module]:
+    """CCM-Prefix as the study runs it: the α of the lowest error over the observed ``frames`` (the fast
+    search over the study's α grid, its coarse scan of ``config.prefix_n_coarse`` points), and θ(α)."""
+    search = select_alpha(ccm.at, frames, alpha_range=config.alpha_range, n_grid=config.n_grid,
+                          n_coarse=config.prefix_n_coarse)
+    return float(search.alpha), ccm.at(search.alpha)
+
+
 def prefix_scores(ccm: CCM, trajectories: torch.Tensor, config: StudyConfig, device: str) -> tuple[Scores, list[float]]:
     """CCM-Prefix per trajectory: α from frames ``0..k``, then that one model scored on the future."""
     k, parts, alphas = config.prefix_k, [], []
     for row in range(trajectories.shape[0]):
-        found = ccm.from_prefix(trajectories[row : row + 1, : k + 1], alpha_range=config.alpha_range, n_grid=config.n_grid)
-        parts.append(score(found.model, trajectories[row : row + 1], k, device))
-        alphas.append(float(found.alpha))
+        alpha, model = prefix_choice(ccm, trajectories[row : row + 1, : k + 1], config)
+        parts.append(score(model, trajectories[row : row + 1], k, device))
+        alphas.append(alpha)
     return Scores.cat(parts), alphas
 
 
@@ -276,16 +285,19 @@ def snapshot(config: StudyConfig, regime: Regime, ccm: CCM, calibrated: CCM, mod
     """Every channel of the first trajectory of ``regime`` at frames k, T/2 and T: truth and rollouts."""
     x = regime.trajectories[:1]
     frames = sorted({config.prefix_k, (x.shape[1] - 1) // 2, x.shape[1] - 1})
-    found = ccm.from_prefix(x[:, : config.prefix_k + 1], alpha_range=config.alpha_range, n_grid=config.n_grid)
+    _, prefix_model = prefix_choice(ccm, x[:, : config.prefix_k + 1], config)
     fields = {
         "truth": x,
         "anchor": predict(models.anchor, x, device),
         "ccm_coord": predict(ccm.from_coord(regime.mu), x, device),
         "ccm_coord_calibrated": predict(calibrated.from_coord(regime.mu), x, device),
-        "ccm_prefix": predict(found.model, x, device),
+        "ccm_prefix": predict(prefix_model, x, device),
     }
     arrays = {name: value[0, frames].float().numpy() for name, value in fields.items()}
     return {"mu": regime.mu, "c": regime.c, "frames": frames, "fields": arrays}
 
 
-__all__ = ["FAILURE_ERROR", "Scores", "alpha_grid", "count_failures", "evaluate_seed", "merge_line", "persistence", "score", "select_variant"]
+__all__ = [
+    "FAILURE_ERROR", "Scores", "alpha_grid", "count_failures", "evaluate_seed", "merge_line", "persistence", "prefix_choice",
+    "score", "select_variant",
+]

@@ -169,19 +169,28 @@ def verdict_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def prefix_lines(sides: dict[str, Any] | None) -> list[str]:
-    """Per OOD side and seed, where the prefix error along θ(α) is lowest against where the future error is."""
-    if sides is None:
-        return ["- Prefix error along θ(α): not in these records (written before the study kept it)."]
+def prefix_lines(prefix: dict[str, Any] | None) -> list[str]:
+    """Per OOD side and seed: where the prefix error along θ(α) is lowest, the oracle α, and CCM-Prefix's search."""
+    if prefix is None:  # results.json of a report older than the diagnostic
+        return []
+    sides = prefix["ood"]
     agree = ", ".join(f"c = {c}: {side['same_side']} of {len(side['seeds'])} seeds" for c, side in sides.items())
     rows = [
-        [c, row["seed"], f"{row['prefix_alpha']:+g}", f"{row['oracle_alpha']:+g}", f"{row['ccm_prefix_mean_alpha']:+.2f}",
-         _number(row["prefix_error_at_oracle_over_min"], 2)]
+        [c, row["seed"], f"{row['lowest_prefix_alpha']:+.2f}", _number(row["lowest_prefix_error"], 3),
+         f"{row['oracle_alpha']:+.2f}", _number(row["oracle_prefix_error"], 3), f"{row['ccm_prefix_mean_alpha']:+.2f}",
+         _number(row["ccm_prefix_prefix_error"], 3), "**yes**" if row["search_missed"] else "no", row["line_from"]]
         for c, side in sides.items() for row in side["seeds"]
     ]
-    columns = ["c", "seed", "α of the lowest prefix error", "oracle α", "CCM-Prefix's mean α", "prefix error at the oracle α / lowest"]
-    return [f"- Does the error over the observed frames point along θ(α) where the future error does? Same side of α = 0: "
-            f"{agree}.", "", *table_lines(columns, rows)]
+    columns = ["c", "seed", "lowest prefix error at α", "its error", "oracle α", "its prefix error",
+               "CCM-Prefix's mean α", "its prefix error", "search missed", "α scanned"]
+    return [
+        f"- Prefix error (frames 1..k) along θ(α) against the future's: the lowest prefix error and the oracle α lie on the "
+        f"same side of α = 0 in {agree}. CCM-Prefix's search missed the minimum of its own criterion (its prefix error "
+        f"above a single α's) on {prefix['search_missed']} of {prefix['regimes']} (seed, test regime) cells. α scanned: "
+        "the whole grid where the record keeps the prefix curve, else the recorded single-α models (experts, average, "
+        "fixed, coordinate, oracle, wrong-sign α).",
+        "", *table_lines(columns, rows),
+    ]
 
 
 def write_markdown(results: dict[str, Any], path: Path, figures: list[str]) -> None:

@@ -37,16 +37,19 @@ from .side_by_side import check_fixed_budgets, spawn_pool, train_models_side_by_
 Log = Callable[[str], None]
 
 
-#: Settings added after records had been written, with the value every earlier configuration meant.
-#: At that value a setting stays out of the digest, so that earlier records and caches stay valid.
-LATER_SETTINGS: dict[str, dict[str, Any]] = {"train": {"expert_replay": 0.0}}
+#: Settings added after records had been written, with the value every earlier configuration meant,
+#: by part of the configuration ("" for its top level). At that value a setting stays out of the
+#: digest, so that earlier records and caches stay valid.
+LATER_SETTINGS: dict[str, dict[str, Any]] = {"train": {"expert_replay": 0.0}, "": {"prefix_n_coarse": 5}}
 
 
 def config_digest(config: StudyConfig) -> str:
     """A short hash of everything that determines a seed's numbers (the seed list aside)."""
     settings = {key: value for key, value in config.to_dict().items() if key != "seeds"}
     for part, earlier in LATER_SETTINGS.items():
-        settings[part] = {key: value for key, value in settings[part].items() if key not in earlier or earlier[key] != value}
+        owner = settings[part] if part else settings
+        for key in [key for key in earlier if key in owner and owner[key] == earlier[key]]:
+            del owner[key]
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

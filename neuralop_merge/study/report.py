@@ -17,6 +17,7 @@ Conventions
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -191,38 +192,67 @@ def edge_hits(study: Study, alpha_range: tuple[float, float]) -> dict[str, int]:
     return {"oracle_regimes": oracle, "ccm_prefix_trajectories": prefix}
 
 
-def prefix_vs_future(study: Study) -> dict[str, Any] | None:
-    """Per OOD side and seed: does the error over the observed frames point along θ(α) where the future's does?
+#: The methods that deploy one model θ(α) of the merge line for a whole regime: those at a fixed α,
+#: and those that record their own (one float).
+FIXED_LINE_ALPHAS: dict[str, float] = {"low": -1.0, "average": 0.0, "high": 1.0}
+RECORDED_LINE_ALPHAS: tuple[str, ...] = ("fixed_alpha", "ccm_coord", "ccm_coord_calibrated", "oracle", "wrong_sign")
+#: How far (relative) CCM-Prefix's own prefix error may sit above a single α's before it counts as a
+#: search miss: well above the records' 5-digit rounding and batched-rollout noise.
+SEARCH_MISS_TOLERANCE = 0.01
 
-    Each seed whose record keeps the prefix curve gives the grid α of its lowest mean prefix error, the
-    oracle α (lowest future error), CCM-Prefix's mean α over the trajectories, and the prefix error at
-    the oracle α over the prefix curve's minimum (near 1: the observed frames barely tell the two α
-    apart). ``same_side`` counts the seeds whose prefix and oracle α share a sign. None when no record
-    keeps the curve (records older than it).
+
+def prefix_mean(curve: list[float], k: int) -> float:
+    """Mean relative L2 over the observed frames ``1..k`` of a per-frame curve."""
+    return float(np.mean(curve[1 : k + 1]))
+
+
+def line_prefix_errors(record: SeedRecord, regime: RegimeRecord, k: int) -> dict[float, float]:
+    """Mean prefix error of single models θ(α) on one regime, by α.
+
+    The regime's prefix curve gives every grid α; a record older than it gives the recorded methods
+    that deploy one θ(α): the experts (α = ∓1), the average (0) and the α-valued methods.
     """
-    kept = [record for record in study.records if all(r.prefix_curve for r in record.regimes)]
-    if not kept:
-        return None
-    sides = {}
-    for c in study.coordinates("ood"):
-        rows = [prefix_row(record, regime) for record in kept for regime in study.regimes(record, "ood", c)]
-        same = sum(1 for row in rows if np.sign(row["prefix_alpha"]) == np.sign(row["oracle_alpha"]))
-        sides[f"{c:g}"] = {"seeds": rows, "same_side": same}
-    return sides
+    if regime.prefix_curve:
+        line = dict(zip(record.alphas, regime.prefix_curve))
+    else:
+        alphas = {**FIXED_LINE_ALPHAS, **{name: regime.methods[name].alpha for name in RECORDED_LINE_ALPHAS}}
+        line = {alpha: prefix_mean(regime.methods[name].curve, k) for name, alpha in alphas.items()}
+    return {alpha: error for alpha, error in line.items() if math.isfinite(error)}
 
 
-def prefix_row(record: SeedRecord, regime: RegimeRecord) -> dict[str, Any]:
-    """One seed's line of :func:`prefix_vs_future` on one regime."""
-    curve, alphas = np.asarray(regime.prefix_curve, dtype=float), np.asarray(record.alphas)
-    curve = np.where(np.isfinite(curve), curve, np.inf)  # a NaN would otherwise win argmin
-    lowest, oracle = int(np.argmin(curve)), regime.methods["oracle"].alpha
+def prefix_row(record: SeedRecord, regime: RegimeRecord, k: int) -> dict[str, Any]:
+    """Where the prefix error is lowest along θ(α), where the future error is, and whether the search found it.
+
+    Per trajectory, the grid's argmin of the prefix error is at most the prefix error of any single α,
+    so CCM-Prefix's mean prefix error above a single α's (beyond :data:`SEARCH_MISS_TOLERANCE`) shows
+    that its search stopped short of the minimum of its own criterion on some trajectories.
+    """
+    line = line_prefix_errors(record, regime, k)
+    lowest = min(line, key=line.__getitem__)
+    chosen = prefix_mean(regime.methods["ccm_prefix"].curve, k)
     return {
         "seed": record.seed,
-        "prefix_alpha": record.alphas[lowest],
-        "oracle_alpha": oracle,
+        "lowest_prefix_alpha": lowest,
+        "lowest_prefix_error": line[lowest],
+        "oracle_alpha": regime.methods["oracle"].alpha,
+        "oracle_prefix_error": prefix_mean(regime.methods["oracle"].curve, k),
         "ccm_prefix_mean_alpha": float(np.mean(regime.methods["ccm_prefix"].alpha)),
-        "prefix_error_at_oracle_over_min": float(curve[np.argmin(np.abs(alphas - oracle))] / curve[lowest]),
+        "ccm_prefix_prefix_error": chosen,
+        "search_missed": bool(chosen > line[lowest] * (1 + SEARCH_MISS_TOLERANCE)),
+        "line_from": "grid" if regime.prefix_curve else "recorded models",
     }
+
+
+def prefix_vs_future(study: Study, k: int) -> dict[str, Any]:
+    """Per OOD side, :func:`prefix_row` of each seed; with how many point to the oracle's side, and how
+    many CCM-Prefix searches missed, over the side and over every test regime."""
+    sides = {}
+    for c in study.coordinates("ood"):
+        rows = [prefix_row(record, regime, k) for record in study.records for regime in study.regimes(record, "ood", c)]
+        same = sum(1 for row in rows if np.sign(row["lowest_prefix_alpha"]) == np.sign(row["oracle_alpha"]))
+        sides[f"{c:g}"] = {"seeds": rows, "same_side": same, "search_missed": sum(row["search_missed"] for row in rows)}
+    every = [prefix_row(record, regime, k) for record in study.records for regime in record.regimes]
+    return {"ood": sides, "search_missed": sum(row["search_missed"] for row in every), "regimes": len(every)}
 
 
 def law(study: Study) -> dict[str, Any]:
@@ -250,7 +280,7 @@ def aggregate(config: StudyConfig, records: list[SeedRecord], *, command: str = 
         "failures": failure_counts,
         "edge_hits": edge_hits(study, config.alpha_range),
         "coordinate_law": law(study),
-        "prefix_vs_future": prefix_vs_future(study),
+        "prefix_vs_future": prefix_vs_future(study, config.prefix_k),
         "published_ood_reduction_vs_anchor": PUBLISHED_OOD_REDUCTION.get(config.family),
         "selection": [{"seed": r.seed, **vars(r.selection)} for r in records],
         "steps": [{"seed": r.seed, **r.steps} for r in records],

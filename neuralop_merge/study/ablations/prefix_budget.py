@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ...plots import plot_series
-from ..evaluation import predict, score_prediction
+from ..evaluation import predict, prefix_choice, score_prediction
 from ..markdown import table_lines
 from .base import AblationOutput, AblationSettings, Draw, SeedLine, interval, reduction, summary
 
@@ -34,11 +34,11 @@ def budget_errors(line: SeedLine, k: int, common_k: int) -> tuple[list[float], l
     for regime in line.tests("ood"):
         for row in range(regime.trajectories.shape[0]):
             x = regime.trajectories[row : row + 1]
-            found = ccm.from_prefix(x[:, : k + 1], alpha_range=config.alpha_range, n_grid=config.n_grid)
-            pred = predict(found.model, x, "cpu")
+            alpha, model = prefix_choice(ccm, x[:, : k + 1], config)
+            pred = predict(model, x, "cpu")
             future.append(float(score_prediction(pred, x, k).rel_l2[0]))
             common.append(float(score_prediction(pred, x, common_k).rel_l2[0]))
-            alphas.append(float(found.alpha))
+            alphas.append(alpha)
     return future, common, alphas
 
 
