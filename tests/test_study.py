@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -435,6 +436,36 @@ def test_moving_a_model_between_workers_moves_the_tensors_its_modules_keep_outsi
     strays = [*net.positional_embedding._grid, processor.in_normalizer.squared_mean]
     state = [value for value in model.state_dict().values() if isinstance(value, torch.Tensor)]
     assert {tensor.device.type for tensor in [*strays, *state]} == {"meta"}
+
+
+def test_a_killed_study_takes_its_worker_processes_with_it(tmp_path):
+    """A worker of a killed study used to go on training its seed, unseen, for an hour."""
+    script = (
+        "import os, sys, time\n"
+        "from neuralop_merge.study.side_by_side import spawn_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = spawn_pool(1)\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 600)\n"
+        "    time.sleep(600)\n"
+    )
+    (tmp_path / "study.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "study.py")], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists() and "Z" not in _state(worker):
+        time.sleep(0.2)
+    assert not Path(f"/proc/{worker}").exists() or "Z" in _state(worker), "the worker outlived its study"
+
+
+def _state(pid: int) -> str:
+    """The process state letter from ``/proc/<pid>/stat`` ("" once the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def test_seeds_run_in_worker_processes_give_the_records_of_a_run_here(tmp_path):

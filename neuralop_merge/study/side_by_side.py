@@ -14,6 +14,9 @@ known before the experts finish: every run goes to its step cap (``patience_frac
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -58,10 +61,29 @@ def fit_in_worker(fit: Callable[..., ProcessedModel], runs: SeedTrainer, threads
     return move_all(model, "cpu"), runs.steps, runs.seconds
 
 
+#: How often a worker checks that the process that started it is still alive, in seconds.
+PARENT_CHECK_SECONDS = 2.0
+
+
 def spawn_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes, as every study path that runs work in workers uses."""
+    """A pool of ``workers`` spawned processes, as every study path that runs work in workers uses.
+
+    Each worker ends itself when the process that started the pool dies: a killed study would
+    otherwise leave its workers training a seed for an hour each, with nobody to save the result.
+    """
     # spawn, not fork: a forked child would inherit the parent's torch thread pool and any CUDA context.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
+
+
+def exit_with_parent(parent: int) -> None:
+    """Start a daemon thread that ends this worker once ``parent`` is no longer its parent process."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)  # the parent is gone: no one reads this worker's results, and no cleanup is owed
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def check_fixed_budgets(config: StudyConfig) -> None:
