@@ -7,7 +7,7 @@
     python examples/ablations.py ccm_plane --redraw            # its figures again, from results.json
 
 Names: direction_stability, prefix_budget, scale_trend, fixed_alpha_frontier, calibration_bank,
-strong_baselines, ccm_plane, multi_axis, endpoint_modes, pushforward. Trained models and simulated
+strong_baselines, ccm_plane, multi_axis, endpoint_modes, pushforward, expert_replay, prefix_scan. Trained models and simulated
 data are kept in examples/results/ablations/.cache (git-ignored), so the ablations train each seed's
 merge line once. See neuralop_merge/study/ablations/ for what each one measures.
 """

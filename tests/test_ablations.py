@@ -100,6 +100,10 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         "expert_replay": lambda r: r["variants"] == {key: variant._asdict() for key, variant in expert_replay.VARIANTS.items()}
         and all(set(r["by_family"]["dam_break"][run]["competence"]["diverged_in_distribution"]) == {"anchor", "low", "high", "ccm_coord", "ccm_prefix"}
                 for run in ("reference", *r["variants"])),
+        "prefix_scan": lambda r: set(r["details"]["dam_break"]) == {"-2", "2"}
+        and all(cells["grid"]["missed"] == 0 and cells["grid"]["evaluations"] == 9 and cells["grid"]["trajectories"] == 2
+                and {"mean", "ci", "reduction_vs_anchor", "alpha_per_seed"} <= set(cells["registered"])
+                for cells in r["details"]["dam_break"].values()),
         "ccm_plane": lambda r: all({"ccm_plane", "ccm", "anchor"} <= set(r["plane"][split]) for split in ("support", "ood")),
         "multi_axis": lambda r: all({"anchor", "line", "surface_affine", "surface_quadratic"} <= set(r["one_axis"]["dam_break"][split])
                                     for split in ("interp", "id", "ood"))

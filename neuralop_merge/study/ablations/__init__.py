@@ -16,7 +16,7 @@ from types import ModuleType
 
 NAMES = (
     "direction_stability", "prefix_budget", "scale_trend", "fixed_alpha_frontier", "calibration_bank",
-    "strong_baselines", "ccm_plane", "multi_axis", "endpoint_modes", "pushforward", "expert_replay",
+    "strong_baselines", "ccm_plane", "multi_axis", "endpoint_modes", "pushforward", "expert_replay", "prefix_scan",
 )
 
 
