@@ -273,6 +273,7 @@ def test_seeds_through_set_is_a_usage_error_pointing_at_seed(capsys):
     ("small16x2d4lrcap", "small16x2d4lr", {"train": {"patience_fraction": None}}, 30),
     ("small16x2d4ex2", "small16x2d4lrcap", {"train": {"expert_max_steps": 2000, "expert_lr": 3e-3}}, 35),
     ("small16x2d4ex2r", "small16x2d4ex2", {"train": {"expert_max_steps": 4000, "expert_replay": 0.25}}, 40),
+    ("small16x2d4ex2rs", "small16x2d4ex2r", {"": {"prefix_n_coarse": None}}, 45),
     ("medium16", "medium", {"model": {"n_modes": 16}}, 10),
 ])
 def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(scale, parent, changes, earlier_seeds):
@@ -281,6 +282,9 @@ def test_a_derived_scale_changes_only_what_it_registers_and_draws_fresh_seeds(sc
         for part in ("model", "data", "train"):
             assert getattr(derived, part) == replace(getattr(base, part), **changes.get(part, {}))
         assert derived.regimes == base.regimes
+        evaluation = ("prefix_k", "n_grid", "alpha_range", "prefix_n_coarse", "ta_scales")
+        assert {name: getattr(derived, name) for name in evaluation} == {
+            name: changes.get("", {}).get(name, getattr(base, name)) for name in evaluation}
         assert not set(derived.seeds) & set(range(earlier_seeds))  # no seed of an earlier run or the ablations
 
 
