@@ -93,8 +93,8 @@ def figure(family: str, sides: dict[str, Any]) -> Draw:
         names = ["anchor", *SEARCHES]
         series = {name: [sides[c][name]["mean"] for c in sides] for name in names}
         bands = {name: ([sides[c][name]["ci"][0] for c in sides], [sides[c][name]["ci"][1] for c in sides]) for name in names}
-        return plot_series([f"c = {c}" for c in sides], series, path, bands=bands, joined=False,
-                           title=f"{family}: CCM-Prefix's OOD error by search (95 % CI over seeds)")
+        return plot_series([f"c = {c}" for c in sides], series, path, bands=bands, joined=False, logy=False,
+                           title=f"{family}: CCM-Prefix's OOD error by search\n(95 % CI over seeds)")
     return draw
 
 
