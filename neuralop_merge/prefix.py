@@ -12,8 +12,8 @@ rollout, so :func:`select_alpha` offers two searches:
     safeguarded parabolic search over the grid's indices inside the bracket of
     the best coarse point, down to a local minimum of the grid. On a curve that
     is unimodal at the coarse resolution this is exactly the grid's choice, for
-    a quarter to two fifths of the evaluations; otherwise the coarse grid is made twice as
-    dense first, and every coarse basin is searched.
+    a quarter to two fifths of the evaluations; otherwise the coarse grid is
+    made twice as dense first, and every coarse basin is searched.
 ``"parabolic"``
     the same, except that on a curve unimodal at the coarse resolution it stops
     as soon as the parabola through a bracket at most :data:`LOCAL_BRACKET` grid

@@ -169,7 +169,7 @@ class StudyConfig:
     n_grid: int = 41
     alpha_range: tuple[float, float] = (-4.0, 4.0)
     #: Points of CCM-Prefix's coarse scan. 5 (gaps of 2 on ±4) is what every registered protocol ran with;
-    #: None takes the library's default, points about one unit of α apart, which finds basins 5 steps over.
+    #: None takes the library's default, points about one unit of α apart, which finds basins 5 points step over.
     prefix_n_coarse: int | None = 5
     ta_scales: tuple[float, ...] = tuple(round(0.2 * i, 2) for i in range(8))
 
