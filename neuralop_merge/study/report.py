@@ -246,13 +246,13 @@ def prefix_row(record: SeedRecord, regime: RegimeRecord, k: int) -> dict[str, An
 def prefix_vs_future(study: Study, k: int) -> dict[str, Any]:
     """Per OOD side, :func:`prefix_row` of each seed; with how many point to the oracle's side, and how
     many CCM-Prefix searches missed, over the side and over every test regime."""
+    every = [(regime, prefix_row(record, regime, k)) for record in study.records for regime in record.regimes]
     sides = {}
     for c in study.coordinates("ood"):
-        rows = [prefix_row(record, regime, k) for record in study.records for regime in study.regimes(record, "ood", c)]
+        rows = [row for regime, row in every if regime.split == "ood" and regime.c == c]
         same = sum(1 for row in rows if np.sign(row["lowest_prefix_alpha"]) == np.sign(row["oracle_alpha"]))
         sides[f"{c:g}"] = {"seeds": rows, "same_side": same, "search_missed": sum(row["search_missed"] for row in rows)}
-    every = [prefix_row(record, regime, k) for record in study.records for regime in record.regimes]
-    return {"ood": sides, "search_missed": sum(row["search_missed"] for row in every), "regimes": len(every)}
+    return {"ood": sides, "search_missed": sum(row["search_missed"] for _, row in every), "regimes": len(every)}
 
 
 def law(study: Study) -> dict[str, Any]:
