@@ -13,6 +13,7 @@ from neuralop.models import FNO
 from neuralop_merge.errors import TrainingError
 from neuralop_merge.study.ablations import NAMES, direction_stability, get
 from neuralop_merge.study.ablations import expert_replay
+from neuralop_merge.study.ablations import prefix_scan
 from neuralop_merge.study.ablations import pushforward as pushforward_ablation
 from neuralop_merge.study.ablations.base import (AblationSettings, SeedLine, cached_nets, competence, competence_errors,
                                                  diverged_cell, ratio_summary, summary)
@@ -101,6 +102,7 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         and all(set(r["by_family"]["dam_break"][run]["competence"]["diverged_in_distribution"]) == {"anchor", "low", "high", "ccm_coord", "ccm_prefix"}
                 for run in ("reference", *r["variants"])),
         "prefix_scan": lambda r: set(r["details"]["dam_break"]) == {"-2", "2"}
+        and r["searches"]["dam_break"]["registered"] == {"method": "fast", "n_coarse": 5}  # the line's protocol's scan
         and all(cells["grid"]["missed"] == 0 and cells["grid"]["evaluations"] == 9 and cells["grid"]["trajectories"] == 2
                 and {"mean", "ci", "reduction_vs_anchor", "alpha_per_seed"} <= set(cells["registered"])
                 for cells in r["details"]["dam_break"].values()),
@@ -118,6 +120,12 @@ def test_every_ablation_writes_its_keys(name, tmp_path, cache):
         path.unlink()
     assert main([name, "--redraw", "--out", str(tmp_path / name)]) == 0  # the figures again, from results.json alone
     assert sorted(path.name for path in (tmp_path / name).glob("*.png")) == drawn
+
+
+def test_prefix_scans_registered_search_is_the_scan_its_scale_registered():
+    old, fixed = (prefix_scan.searches(get_config("diffreact", scale)) for scale in ("small16x2d4ex2r", "small16x2d4ex2rs"))
+    assert old["registered"] == {"method": "fast", "n_coarse": 5}
+    assert fixed["registered"] == fixed["one_unit"] == {"method": "fast", "n_coarse": None}
 
 
 def test_redraw_names_the_missing_or_foreign_results(tmp_path):

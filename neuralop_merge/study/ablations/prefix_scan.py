@@ -2,8 +2,9 @@
 
 Three searches of the same criterion, the error over the observed frames ``1..k``:
 
-``registered``  the fast search with a 5-point coarse scan, what every registered study protocol runs
-                (gaps of 2 on the study's ±4);
+``registered``  the fast search with the coarse scan the line's protocol registered
+                (``StudyConfig.prefix_n_coarse``: 5 points, gaps of 2 on the study's ±4, up to
+                ``small16x2d4ex2r``; the library's scan from ``small16x2d4ex2rs`` on);
 ``one_unit``    the library's default fast search, its coarse points about one unit of α apart;
 ``grid``        every point of the study's α grid: the criterion's minimum on that grid.
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from ...plots import plot_series
 from ...prefix import select_alpha
+from ..config import StudyConfig
 from ..evaluation import score
 from ..markdown import table_lines
 from .base import AblationOutput, AblationSettings, Draw, SeedLine, interval, reduction, summary
@@ -26,11 +28,18 @@ from .base import AblationOutput, AblationSettings, Draw, SeedLine, interval, re
 NAME = "prefix_scan"
 #: DiffReact is where the registered scan missed (small16x2d4ex2r, c = -2).
 FAMILIES = ("diffreact",)
-SEARCHES: dict[str, dict[str, Any]] = {
-    "registered": {"method": "fast", "n_coarse": 5},
-    "one_unit": {"method": "fast", "n_coarse": None},
-    "grid": {"method": "grid"},
-}
+SEARCHES = ("registered", "one_unit", "grid")
+
+
+def searches(config: StudyConfig) -> dict[str, dict[str, Any]]:
+    """Each search's arguments to :func:`select_alpha` on a line of this protocol."""
+    return {
+        "registered": {"method": "fast", "n_coarse": config.prefix_n_coarse},
+        "one_unit": {"method": "fast", "n_coarse": None},
+        "grid": {"method": "grid"},
+    }
+
+
 #: How far (relative) a search's prefix error may sit above the grid's before it counts as a miss.
 MISS_TOLERANCE = 1e-3
 
@@ -45,7 +54,7 @@ def seed_scans(line: SeedLine) -> dict[str, Any]:
             x = regime.trajectories[row : row + 1]
             found["side"].append(regime.c)
             found["anchor"].append(anchor[row])
-            for name, search in SEARCHES.items():
+            for name, search in searches(config).items():
                 result = select_alpha(ccm.at, x[:, : k + 1], alpha_range=config.alpha_range, n_grid=config.n_grid, **search)
                 found[name].append({
                     "alpha": result.alpha, "prefix": float(result.errors.min()), "evaluations": result.n_evaluations,
@@ -75,11 +84,13 @@ def side_cells(seeds: list[dict[str, Any]], side: float) -> dict[str, Any]:
 
 def run(settings: AblationSettings) -> AblationOutput:
     families = settings.families or FAMILIES
-    details = {}
+    details, arguments = {}, {}
     for family in families:
-        seeds = settings.map_lines(seed_scans, settings.config(family))
+        config = settings.config(family)
+        seeds = settings.map_lines(seed_scans, config)
         details[family] = {f"{side:g}": side_cells(seeds, side) for side in sorted(set(seeds[0]["side"]))}
-    results = {"searches": SEARCHES, "details": details}
+        arguments[family] = searches(config)
+    results = {"searches": arguments, "details": details}
     return AblationOutput(results, markdown(details))
 
 
