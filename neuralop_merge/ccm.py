@@ -213,6 +213,7 @@ class CCM(CCMSurface):
         method: str = SEARCH_METHOD,
         n_grid: int = N_GRID,
         history: int = 1,
+        n_coarse: int | None = None,
         max_batch: int | None = None,
         data_processor: nn.Module | None = None,
     ) -> PrefixResult:
@@ -233,6 +234,9 @@ class CCM(CCMSurface):
             points of the reference grid (its spacing is the fast searches' resolution)
         history : int
             past frames the model takes as input
+        n_coarse : int, optional
+            points of the fast searches' first, coarse scan; by default about one unit of α
+            apart (see :func:`~neuralop_merge.prefix.select_alpha`)
         max_batch : int, optional
             bounds the rollout's memory
         data_processor : neuraloperator DataProcessor, optional
@@ -240,8 +244,8 @@ class CCM(CCMSurface):
             and each rollout step is pre- and postprocessed by it
         """
         return super().from_prefix(
-            frames, box=[alpha_range], n_grid=n_grid, method=method, history=history, max_batch=max_batch,
-            data_processor=data_processor,
+            frames, box=[alpha_range], n_grid=n_grid, method=method, history=history, n_coarse=n_coarse,
+            max_batch=max_batch, data_processor=data_processor,
         )
 
     def prefix_params(

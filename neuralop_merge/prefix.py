@@ -263,6 +263,7 @@ def search_axis(
     method: str = SEARCH_METHOD,
     n_grid: int = N_GRID,
     history: int = 1,
+    n_coarse: int | None = None,
     max_batch: int | None = None,
     data_processor: nn.Module | None = None,
 ) -> tuple[PrefixSearch, SearchModel]:
@@ -277,7 +278,7 @@ def search_axis(
     candidates = path.search if path is not None else SearchModel(strategy, inputs)
     search = select_alpha(
         path or (lambda a: candidates(plan_at(a))), frames, alpha_range=alpha_range, method=method, n_grid=n_grid,
-        history=history, max_batch=max_batch, data_processor=data_processor,
+        history=history, n_coarse=n_coarse, max_batch=max_batch, data_processor=data_processor,
     )
     return search, candidates
 

@@ -236,6 +236,7 @@ class CCMSurface:
         n_grid: int | None = None,
         method: str = SEARCH_METHOD,
         history: int = 1,
+        n_coarse: int | None = None,
         max_batch: int | None = None,
         data_processor: nn.Module | None = None,
     ) -> PrefixResult:
@@ -254,6 +255,9 @@ class CCMSurface:
             the following ``k`` are scored
         box : sequence of (low, high), optional
             the searched normalized range per axis, (−3, 3) on each by default
+        n_coarse : int, optional
+            points of the one-axis fast searches' coarse scan (see
+            :func:`~neuralop_merge.prefix.select_alpha`); a box search has no such scan
         max_batch : int, optional
             bounds the rollout's memory
         data_processor : neuraloperator DataProcessor, optional
@@ -264,10 +268,15 @@ class CCMSurface:
         strategy = self.strategy("prefix")
         scoring = {"history": history, "max_batch": max_batch, "data_processor": data_processor}
         if len(self.axes) == 1:
-            best, evaluated, info, candidates = self._line_search(strategy, frames, box[0], n_grid, method, scoring)
+            best, evaluated, info, candidates = self._line_search(strategy, frames, box[0], n_grid, method,
+                                                                  {**scoring, "n_coarse": n_coarse})
+        elif n_coarse is not None:
+            raise StrategyError(f"n_coarse sets a one-axis search's coarse scan; this search has {len(self.axes)} axes")
         else:
             best, evaluated, info, candidates = self._box_search(strategy, frames, box, n_grid, method, scoring)
         params = self.prefix_params(frames, box, method, n_grid, history, max_batch)
+        if n_coarse is not None:
+            params["n_coarse"] = n_coarse
         model = self.realize(strategy, self.plan(best, info), params, into=candidates)
         points = sorted(evaluated)
         return PrefixResult(

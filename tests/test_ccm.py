@@ -135,6 +135,23 @@ def test_each_door_of_the_line_records_the_strategy_merge_names(fno_trio):
     assert all(torch.equal(v, tensors(strategy)[k]) for k, v in tensors(door.model).items())
 
 
+def test_the_coarse_scan_is_chosen_through_both_doors_and_recorded():
+    anchor, low, high = Scale(1.0), Scale(0.9), Scale(1.1)
+    ccm = nm.CCM(anchor, low, high, low_coord=1.0, high_coord=2.0)
+    torch.manual_seed(3)
+    frames = rollout(ccm.at(1.35), torch.rand(2, 1, 4, 4) + 0.5, 4)
+    found = {}
+    for n_coarse in (3, 21):
+        door = ccm.from_prefix(frames, n_coarse=n_coarse)
+        strategy = nm.merge("ccm_prefix", anchor=anchor, experts=[low, high], frames=frames, n_coarse=n_coarse)
+        assert door.model.provenance["params"]["n_coarse"] == strategy.provenance["params"]["n_coarse"] == n_coarse
+        assert door.model.provenance["curve"] == strategy.provenance["curve"]
+        assert door.alpha == pytest.approx(1.35, abs=1e-9)
+        found[n_coarse] = door
+    assert set(torch.linspace(-3.0, 3.0, 21, dtype=torch.float64).tolist()) <= set(found[21].alphas.tolist())
+    assert found[3].n_evaluations < 21 <= found[21].n_evaluations
+
+
 @pytest.mark.parametrize("truth_alpha", [-2.85, -0.45, 1.35, 3.0])
 def test_parabolic_search_is_within_a_grid_step_of_the_grid_on_a_unimodal_curve(truth_alpha):
     # x -> w·x along w(α) = 1 + 0.1·α: the prefix error is unimodal in α, zero at the truth.

@@ -176,6 +176,8 @@ def test_prefix_search_over_two_axes_recovers_a_known_coordinate():
     assert result.model.provenance["coordinate"] == list(result.coordinate)
     grid_only = surface.from_prefix(frames, box=[(-2, 2), (-2, 2)], n_grid=5, method="grid")
     assert grid_only.n_evaluations == 25 and grid_only.coordinate[1] == -1.0
+    with pytest.raises(nm.StrategyError, match="n_coarse sets a one-axis search's coarse scan; this search has 2 axes"):
+        surface.from_prefix(frames, box=[(-2, 2), (-2, 2)], n_coarse=5)
 
 
 # -- construction from experts, and refusals -------------------------------------------------------

@@ -15,7 +15,8 @@ class CCMPrefix(Strategy):
     ``frames`` is ``[B, k + history, C, ...]``; θ(α) is rolled out from the first
     ``history`` frames and scored by relative L2 against the next k. Only those frames
     are used, so the rest of the trajectory stays unseen for scoring. ``method`` is
-    one of :data:`neuralop_merge.prefix.METHODS`; ``max_batch`` bounds the rollout's
+    one of :data:`neuralop_merge.prefix.METHODS`; ``n_coarse`` sets the fast methods' coarse
+    scan (see :func:`~neuralop_merge.prefix.select_alpha`); ``max_batch`` bounds the rollout's
     memory; ``data_processor`` (a neuraloperator DataProcessor) normalizes each step's
     input and de-normalizes its output, for frames in physical units.
     """
@@ -33,11 +34,12 @@ class CCMPrefix(Strategy):
         method: str = SEARCH_METHOD,
         n_grid: int = N_GRID,
         history: int = 1,
+        n_coarse: int | None = None,
         max_batch: int | None = None,
         data_processor: torch.nn.Module | None = None,
     ) -> Plan:
         search, _ = search_axis(
             self, inputs, line_plan, frames, affine=True, alpha_range=tuple(alpha_range), method=method,
-            n_grid=n_grid, history=history, max_batch=max_batch, data_processor=data_processor,
+            n_grid=n_grid, history=history, n_coarse=n_coarse, max_batch=max_batch, data_processor=data_processor,
         )
         return line_plan(search.alpha, prefix_info(search, frames))

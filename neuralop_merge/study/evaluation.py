@@ -26,7 +26,6 @@ from ..ccm import CCM
 from ..coordinates import AffineMap
 from ..merging import merge
 from ..metrics import future_error, relative_l2, vrmse
-from ..prefix import select_alpha
 from ..rollout import rollout
 from .config import Regimes, StudyConfig
 from .data import Regime, StudyData
@@ -128,9 +127,8 @@ def regime_means(errors: torch.Tensor, sizes: list[int]) -> torch.Tensor:
 def prefix_choice(ccm: CCM, frames: torch.Tensor, config: StudyConfig) -> tuple[float, nn.Module]:
     """CCM-Prefix as the study runs it: the α of the lowest error over the observed ``frames`` (the fast
     search over the study's α grid, its coarse scan of ``config.prefix_n_coarse`` points), and θ(α)."""
-    search = select_alpha(ccm.at, frames, alpha_range=config.alpha_range, n_grid=config.n_grid,
-                          n_coarse=config.prefix_n_coarse)
-    return float(search.alpha), ccm.at(search.alpha)
+    found = ccm.from_prefix(frames, alpha_range=config.alpha_range, n_grid=config.n_grid, n_coarse=config.prefix_n_coarse)
+    return float(found.alpha), found.model
 
 
 def prefix_scores(ccm: CCM, trajectories: torch.Tensor, config: StudyConfig, device: str) -> tuple[Scores, list[float]]:

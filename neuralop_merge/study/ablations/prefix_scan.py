@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...plots import plot_series
-from ...prefix import select_alpha
 from ..config import StudyConfig
 from ..evaluation import score
 from ..markdown import table_lines
@@ -32,7 +31,7 @@ SEARCHES = ("registered", "one_unit", "grid")
 
 
 def searches(config: StudyConfig) -> dict[str, dict[str, Any]]:
-    """Each search's arguments to :func:`select_alpha` on a line of this protocol."""
+    """Each search's arguments to :meth:`~neuralop_merge.ccm.CCM.from_prefix` on a line of this protocol."""
     return {
         "registered": {"method": "fast", "n_coarse": config.prefix_n_coarse},
         "one_unit": {"method": "fast", "n_coarse": None},
@@ -55,10 +54,10 @@ def seed_scans(line: SeedLine) -> dict[str, Any]:
             found["side"].append(regime.c)
             found["anchor"].append(anchor[row])
             for name, search in searches(config).items():
-                result = select_alpha(ccm.at, x[:, : k + 1], alpha_range=config.alpha_range, n_grid=config.n_grid, **search)
+                result = ccm.from_prefix(x[:, : k + 1], alpha_range=config.alpha_range, n_grid=config.n_grid, **search)
                 found[name].append({
                     "alpha": result.alpha, "prefix": float(result.errors.min()), "evaluations": result.n_evaluations,
-                    "future": float(score(ccm.at(result.alpha), x, k).rel_l2[0]),
+                    "future": float(score(result.model, x, k).rel_l2[0]),
                 })
     return found
 
