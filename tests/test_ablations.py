@@ -65,7 +65,28 @@ def seed_steps_pickle(monkeypatch):
     monkeypatch.setattr(AblationSettings, "map_seeds", checked)
 
 
-@pytest.mark.usefixtures("one_thread", "seed_steps_pickle")
+#: The runs each many-run ablation keeps here: every kind of setting it varies, at one value each (the
+#: other values take the same code path, and each run retrains the line, which the suite's time cannot spare).
+RUNS_UNDER_TEST = {
+    "pushforward": (pushforward_ablation, "VARIANTS", ("experts:2", "steps:4", "line:1+anchor_steps:2")),
+    "expert_replay": (expert_replay, "VARIANTS", ("replay:0.25", "replay:0.25+steps:2")),
+    "direction_stability": (direction_stability, "PERTURBATIONS", ("lr:2", "steps:2", "data:4", "data+steps:4", "data:4+steps:8",
+                                                                    "optimizer:sgd", "anchor_seed:+1000", "data_seed:+1000")),
+}
+
+
+@pytest.fixture
+def runs_under_test(name, monkeypatch):
+    """Only :data:`RUNS_UNDER_TEST`'s runs of the ablation ``name``."""
+    if name in RUNS_UNDER_TEST:
+        module, attribute, keys = RUNS_UNDER_TEST[name]
+        runs = getattr(module, attribute)
+        kept = {key: runs[key] for key in keys} if isinstance(runs, dict) else keys
+        assert set(kept) < set(runs)
+        monkeypatch.setattr(module, attribute, kept)
+
+
+@pytest.mark.usefixtures("one_thread", "seed_steps_pickle", "runs_under_test")
 @pytest.mark.parametrize("name", NAMES)
 def test_every_ablation_writes_its_keys(name, tmp_path, cache):
     results = run_ablation(name, tmp_path / name, cache)
