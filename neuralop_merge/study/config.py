@@ -61,6 +61,11 @@ COMPETENCE_TARGET = {"diffreact": 0.20, "ns2d": 0.10, "dam_break": 0.01}
 COMPETENCE_VS_PERSISTENCE = 0.3
 
 
+def seeds_give_interval(n_seeds: int) -> bool:
+    """Whether a seed-clustered interval over ``n_seeds`` seeds is one: one seed's bootstrap is its mean twice."""
+    return n_seeds > 1
+
+
 class StudyConfigError(NeuralopMergeError):
     """An unknown family or scale, or an override that makes no sense."""
 

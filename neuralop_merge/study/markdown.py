@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from .config import COMPETENCE_VS_PERSISTENCE
+from .config import COMPETENCE_VS_PERSISTENCE, seeds_give_interval
 from .records import LABELS
 
 SPLIT_NAMES = {
@@ -70,7 +70,7 @@ def _mean(row: dict[str, Any], digits: int = 4) -> str:
 
 def _ci(row: dict[str, Any], n_seeds: int, digits: int = 4) -> str:
     """``[lo, hi]``; one seed's clustered bootstrap returns its mean twice, which is no interval."""
-    if n_seeds < 2:
+    if not seeds_give_interval(n_seeds):
         return "(one seed: no CI)"
     low, high = row["ci"]
     return f"[{_number(low, digits)}, {_number(high, digits)}]"
@@ -155,7 +155,7 @@ def verdict_lines(results: dict[str, Any]) -> list[str]:
     for baseline in ("anchor", "average", "anchor_extra", "fixed_alpha", "conditioned"):
         for c, table in results["paired_by_regime"].items():
             cell = table[f"ccm_vs_{baseline}"]
-            if len(results["seeds"]) < 2:
+            if not seeds_give_interval(len(results["seeds"])):
                 lines.append(f"- c = {c}, ccm vs {LABELS[baseline]}: ratio {cell['gm_ratio']:.3f}; one seed, so no interval "
                              "and no verdict.")
                 continue

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import exit_status
-from .config import FAMILIES, SCALE_SUMMARIES, SCALES, StudyConfigError, get_config, scale_seeds
+from .config import FAMILIES, SCALE_SUMMARIES, SCALES, StudyConfigError, get_config, scale_seeds, seeds_give_interval
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,8 @@ def headline(results: dict[str, Any]) -> str:
     for c, table in results["ood_by_regime"].items():
         ccm, anchor = table["ccm"], table["anchor"]
         cell = results["paired_by_regime"][c]["ccm_vs_anchor"]
-        spread = (f"95 % CI [{cell['ci'][0]:.3f}, {cell['ci'][1]:.3f}] over seeds" if len(results["seeds"]) > 1
-                  else "one seed, so no interval")
+        spread = (f"95 % CI [{cell['ci'][0]:.3f}, {cell['ci'][1]:.3f}] over seeds"
+                  if seeds_give_interval(len(results["seeds"])) else "one seed, so no interval")
         lines.append(
             f"OOD c={c}: ccm {ccm['mean']:.4f} vs anchor {anchor['mean']:.4f} ({ccm['reduction_vs_anchor']:+.1f} % of the mean; "
             f"per-trajectory ratio {cell['gm_ratio']:.3f}, {spread}; published {results['published_ood_reduction_vs_anchor']} %)."

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import exit_status
-from .config import StudyConfigError
+from .config import StudyConfigError, seeds_give_interval
 from .markdown import table_lines
 from .pipeline import read_record_payload, saved_record_path
 from .records import SeedRecord
@@ -26,7 +26,7 @@ NAMES = {"anchor": "anchor", "average": "average", "anchor_extra": "anchor + ste
 
 def _ratio(cell: dict[str, Any], n_seeds: int) -> str:
     """The ratio with its CI, bold where the CI's upper bound is below 1; one seed has no interval to judge."""
-    if n_seeds < 2:
+    if not seeds_give_interval(n_seeds):
         return f"{cell['gm_ratio']:.2f} (one seed: no CI)"
     low, high = cell["ci"]
     mark = "**" if high < 1 else ""

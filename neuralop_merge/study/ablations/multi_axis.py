@@ -46,7 +46,7 @@ from ...ccm import CCM
 from ...plots import plot_series
 from ...surface import CCMSurface
 from ...training.processing import ProcessedModel
-from ..config import SPLITS, Regimes, StudyConfig
+from ..config import SPLITS, Regimes, StudyConfig, seeds_give_interval
 from ..data import TrainingSet, data_seed, training_set
 from ..evaluation import merge_line, score
 from ..markdown import table_lines
@@ -259,7 +259,7 @@ def verdict(ratios: Mapping[str, Mapping[str, Any]], n_seeds: int) -> dict[str, 
             for cell, row in cells.items():
                 for surface in SURFACES[part]:
                     ratio = row[f"{surface}_vs_line"]
-                    kind = verdict_of(ratio) if n_seeds > 1 else "undecided"
+                    kind = verdict_of(ratio) if seeds_give_interval(n_seeds) else "undecided"
                     filed[kind][f"{part}/{family}/{cell}/{surface}"] = ratio["gm_ratio"]
     return filed
 
