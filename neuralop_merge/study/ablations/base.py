@@ -28,7 +28,7 @@ from ...ccm import CCM
 from ...diagnostics import json_safe
 from ...io import load_model, save_model
 from ...training.processing import IncrementDataProcessor, ProcessedModel
-from ..config import ENDPOINTS, EXPERTS, StudyConfig, get_config
+from ..config import ENDPOINTS, EXPERTS, StudyConfig, get_config, seeds_give_interval
 from ..data import Regime, StudyData, generate_data
 from ..evaluation import ERROR_CAP, count_failures, log_error, merge_line, persistence, prefix_scores, score, score_prediction
 from ..markdown import diverged_models
@@ -365,7 +365,7 @@ def write_outputs(out: Path, name: str, output: AblationOutput, figures: Callabl
     write_text(out / "results.json", json.dumps(payload, indent=2, allow_nan=False) + "\n", overwrite=True)
     drawn = draw_figures(out, figures(payload))
     lines = [f"# Ablation: {name}", "", "Produced by:", "", "```", command, "```", ""]
-    if len(seeds) == 1:
+    if not seeds_give_interval(len(seeds)):
         lines += ["One seed: the tables show means without intervals (a seed-clustered interval needs several seeds).", ""]
     lines += [output.markdown.rstrip(), ""]
     lines += [f"![{figure}]({figure})" for figure in drawn]
